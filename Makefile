@@ -1,0 +1,85 @@
+# gimp-sd: one non-recursive Makefile for the engine (sdcore), its CLI (sd), the GIMP plug-in
+# and the tests.  Everything is built out of tree into $(B)/.  `make help` lists the targets.
+#
+# Sources are discovered by directory, so adding a file needs no edit here:
+#   sdcore/*.c sdcore/kernels/*.c  -> $(B)/libsdcore.a   (no GIMP/glib headers allowed)
+#   sdcore/cli/*.c                 -> $(B)/sd
+#   tests/t_*.c                    -> $(B)/tests/t_*     (each linked with libsdcore.a)
+# Kernel files named sdcore/kernels/x86_avx2*.c / x86_avx512*.c get that ISA's flags and
+# nothing else does; sdcore/kernels/ref.c is compiled without FP contraction.
+
+B        ?= build
+CC       ?= gcc
+CFLAGS   ?= -O2 -g
+WERROR   ?=
+ifneq ($(V),1)
+Q := @
+endif
+
+SD_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes $(WERROR) \
+              -Isdcore -MMD -MP -pthread
+SD_LIBS    := -lopenblas -lutf8proc -lpng -lm -pthread
+# The reference kernels are the numerical truth: no contraction of a*b+c into FMA there.
+REF_FLAGS  := -ffp-contract=off
+AVX2_FLAGS := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+
+SDCORE_SRC := $(sort $(wildcard sdcore/*.c sdcore/kernels/*.c))
+SDCORE_OBJ := $(SDCORE_SRC:%.c=$(B)/%.o) $(B)/sdcore/vocab_blob.o
+CLI_SRC    := $(sort $(wildcard sdcore/cli/*.c))
+CLI_OBJ    := $(CLI_SRC:%.c=$(B)/%.o)
+TEST_SRC   := $(sort $(wildcard tests/t_*.c))
+TEST_BIN   := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+
+# all: the engine library, the sd command-line tool and the unit-test binaries
+all: $(B)/libsdcore.a $(B)/sd $(TEST_BIN)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) $(SD_CFLAGS) $(ISA_FLAGS) -c -o $@ $<
+
+$(B)/sdcore/kernels/ref.o: ISA_FLAGS := $(REF_FLAGS)
+$(filter $(B)/sdcore/kernels/x86_avx2%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX2_FLAGS)
+$(filter $(B)/sdcore/kernels/x86_avx512%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX512_FLAGS)
+
+# The CLIP BPE vocabulary (MIT, see sdcore/data/LICENSE-CLIP) is embedded in the library.
+$(B)/sdcore/vocab.txt: sdcore/data/bpe_simple_vocab_16e6.txt.gz
+	@mkdir -p $(dir $@)
+	$(Q)gzip -dc $< > $@
+$(B)/sdcore/vocab_blob.o: sdcore/data/vocab_blob.S $(B)/sdcore/vocab.txt
+	@echo "  AS    $<"
+	$(Q)$(CC) -c -o $@ -DVOCAB_PATH='"$(B)/sdcore/vocab.txt"' $<
+
+$(B)/libsdcore.a: $(SDCORE_OBJ)
+	@echo "  AR    $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(B)/sd: $(CLI_OBJ) $(B)/libsdcore.a
+	@echo "  LD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libsdcore.a $(SD_LIBS)
+
+$(B)/tests/%: $(B)/tests/%.o $(B)/libsdcore.a
+	@echo "  LD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(B)/libsdcore.a $(SD_LIBS)
+
+# check: build everything and run every unit, golden and integration test
+check: all
+	$(Q)tests/run-unit-tests.sh $(B)
+
+# asan: build into build-asan/ with AddressSanitizer + UBSan and run the unit tests there
+asan:
+	$(Q)$(MAKE) --no-print-directory B=build-asan \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
+
+# clean: remove every build folder
+clean:
+	rm -rf build build-asan
+
+# help: list the targets
+help:
+	@grep -E '^# [a-z]+:' Makefile | sed 's/^# /  /'
+
+.PHONY: all check asan clean help
+.SECONDARY:
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

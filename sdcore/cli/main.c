@@ -1,0 +1,89 @@
+/* cli/main.c - the `sd` command-line tool: a second host for sdcore next to the GIMP
+ * plug-in, and the engine's test and benchmark driver.  This file holds the subcommand
+ * table, the dispatch and the helpers of cli.h. */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmd_sysinfo(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    fputs(sd_system_info(), stdout);
+    return 0;
+}
+
+static const sd_cli_cmd cmd_sysinfo_entry = {
+    "sysinfo", "", "CPU features found and the kernel variant in use", cmd_sysinfo};
+
+static const sd_cli_cmd *const commands[] = {
+    &cmd_sysinfo_entry,
+};
+
+int sd_cli_fail(const char *cmd, const char *fmt, ...)
+{
+    fprintf(stderr, "sd %s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int sd_cli_fail_err(const char *cmd, const sd_error *err)
+{
+    return sd_cli_fail(cmd, "%s", err->msg[0] ? err->msg : sd_status_str(err->code));
+}
+
+bool sd_cli_parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool sd_cli_parse_float(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sd <command> [arguments]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-14s %s\n      %s\n", commands[i]->name, commands[i]->usage,
+                commands[i]->help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i]->name))
+            return commands[i]->run(argc - 1, argv + 1);
+    fprintf(stderr, "sd: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,62 @@
+/* ctx.c - creating and freeing an sd_ctx: resolve the thread count, start the pool, pick
+ * the kernel table. */
+#include "internal/ctx.h"
+#include "internal/kernels.h"
+
+#include <stdio.h>
+
+sd_ctx_params sd_ctx_params_default(void)
+{
+    return (sd_ctx_params){
+        .n_threads = 0,
+        .use_ref = false,
+        .log = NULL,
+        .log_user = NULL,
+    };
+}
+
+sd_status sd_ctx_new(const sd_ctx_params *p, sd_ctx **out, sd_error *err)
+{
+    *out = NULL;
+    sd_ctx_params params = p ? *p : sd_ctx_params_default();
+    if (params.n_threads < 0)
+        return sd_fail(err, SD_ERR_INVALID_ARG, "n_threads must be >= 0 (0 = all cores)");
+    sd_ctx *ctx = sd_calloc(1, sizeof *ctx);
+    if (!ctx)
+        return sd_fail_nomem(err, "context");
+    ctx->params = params;
+    ctx->n_threads = params.n_threads ? params.n_threads : sd_cpu_count();
+    sd_status st = sd_pool_new(ctx->n_threads, &ctx->pool, err);
+    if (st != SD_OK) {
+        sd_free(ctx);
+        return st;
+    }
+    ctx->kern = params.use_ref ? sd_kernels_ref() : sd_kernels_get();
+    *out = ctx;
+    return SD_OK;
+}
+
+void sd_ctx_free(sd_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    sd_pool_free(ctx->pool);
+    sd_free(ctx);
+}
+
+int sd_ctx_n_threads(const sd_ctx *ctx)
+{
+    return ctx->n_threads;
+}
+
+void sd_log(const sd_ctx *ctx, sd_log_level level, const char *fmt, ...)
+{
+    if (!ctx || !ctx->params.log)
+        return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ctx->params.log(level, buf, ctx->params.log_user);
+}

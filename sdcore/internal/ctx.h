@@ -1,0 +1,22 @@
+/* internal/ctx.h - what an sd_ctx holds.  The ops and networks reach the pool, the kernel
+ * table and the log through it. */
+#ifndef SD_INTERNAL_CTX_H
+#define SD_INTERNAL_CTX_H
+
+#include "internal/common.h"
+#include "internal/pool.h"
+
+struct sd_kernels; /* internal/kernels.h */
+
+struct sd_ctx {
+    sd_ctx_params params;
+    int n_threads;                  /* resolved, >= 1 */
+    sd_pool *pool;
+    const struct sd_kernels *kern;  /* the process-wide table, or the reference table */
+};
+
+/* Send a message to the ctx's log callback, if any (caller's thread only).  ctx may be NULL. */
+void sd_log(const sd_ctx *ctx, sd_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
