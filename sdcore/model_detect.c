@@ -237,7 +237,8 @@ sd_status sd_model_detect_family(sd_model *m, const char *what, sd_error *err)
                        what, (long long)c, in_channels_hint(c));
     in->unet_in_channels = (int)c;
     /* SD 2.x UNets project into attention with linear layers, SD 1.x with 1x1 convolutions */
-    const sd_tensor *proj = sd_model_tensor(m, "model.diffusion_model.middle_block.1.proj_in.weight");
+    const sd_tensor *proj =
+        sd_model_tensor(m, "model.diffusion_model.middle_block.1.proj_in.weight");
     bool sd2 = m->openclip || (proj && proj->ndim == 2);
     if (sd2)
         in->family = c == 9 ? SD_FAMILY_SD2_INPAINT : SD_FAMILY_SD2;
