@@ -2,7 +2,8 @@
  * safetensors file + optional sidecar JSON, diffusers folder, TAESD files), maps them, has
  * model_names.c rename their tensors onto the canonical names of internal/model.h, lets
  * model_detect.c decide the family and model_config.c the hyper-parameters, and answers
- * lookups by canonical name afterwards.  Pickle checkpoints are refused unread. */
+ * lookups by canonical name afterwards.  Pickle checkpoints are refused unread.  The keys a
+ * sidecar `<name>.json` or a diffusers config may hold are documented in model_config.c. */
 #include "internal/ctx.h"
 #include "internal/model_load.h"
 
@@ -401,6 +402,8 @@ static sd_status load(sd_model *m, const char *path, sd_error *err)
     if (stat(path, &sb) != 0)
         return sd_fail(err, SD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     bool dir = S_ISDIR(sb.st_mode);
+    if (!dir && !S_ISREG(sb.st_mode))
+        return sd_fail(err, SD_ERR_IO, "%s: not a regular file or folder", path);
     sd_status st = dir ? load_dir(&b, path, err) : load_file(&b, path, sidecar, err);
     if (st != SD_OK)
         return st;

@@ -5,9 +5,11 @@
  * refused with the right status and a message; allocation failures; `sd info`. */
 #include "harness.h"
 #include "internal/half.h"
+#include "internal/json.h"
 #include "internal/model.h"
 #include "internal/safetensors.h"
 
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -474,6 +476,121 @@ static void test_converted(void)
     remove(tmp("sd15-bf16.json"));
 }
 
+/* ---- full-size layouts -------------------------------------------------------------------- */
+
+/* A sparse file with the header of a full-size checkpoint (names, dtypes, shapes of
+ * full-size-layouts.json) and a hole for the data: loading never reads tensor data, so this
+ * checks naming, detection, defaults and parameter counts at real scale without real weights. */
+static bool write_sparse(const sd_json *layout, const char *path)
+{
+    size_t cap = 1 << 20, len = 0;
+    char *h = malloc(cap);
+    uint64_t off = 0;
+    len += (size_t)snprintf(h + len, cap - len, "{");
+    for (size_t i = 0; i < layout->n; i++) {
+        const sd_json *v = &layout->items[i];
+        const sd_json *shape = sd_json_at(v, 1);
+        const char *dt = sd_json_str(sd_json_at(v, 0), "?");
+        uint64_t bytes = !strcmp(dt, "F32") ? 4 : 2;
+        if (cap - len < 512) {
+            cap *= 2;
+            h = realloc(h, cap);
+        }
+        len += (size_t)snprintf(h + len, cap - len, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+                                i ? "," : "", layout->keys[i].str, dt);
+        for (size_t d = 0; shape && d < shape->n; d++) {
+            bytes *= (uint64_t)shape->items[d].integer;
+            len += (size_t)snprintf(h + len, cap - len, "%s%lld", d ? "," : "",
+                                    (long long)shape->items[d].integer);
+        }
+        len += (size_t)snprintf(h + len, cap - len, "],\"data_offsets\":[%llu,%llu]}",
+                                (unsigned long long)off, (unsigned long long)(off + bytes));
+        off += bytes;
+    }
+    len += (size_t)snprintf(h + len, cap - len, "}");
+    while (len % 8)
+        h[len++] = ' ';
+    unsigned char n8[8];
+    for (int i = 0; i < 8; i++)
+        n8[i] = (unsigned char)((uint64_t)len >> (8 * i));
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    bool ok = fd >= 0 && write(fd, n8, 8) == 8 && write(fd, h, len) == (ssize_t)len &&
+              ftruncate(fd, (off_t)(8 + len + off)) == 0;
+    if (fd >= 0)
+        close(fd);
+    free(h);
+    return ok;
+}
+
+static void test_full_size(void)
+{
+    sd_json *root = NULL;
+    sd_error err = {0};
+    if (sd_json_parse_file(t_data("full-size-layouts.json"), 1 << 20, &root, &err) != SD_OK) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    static const struct {
+        const char *key;
+        sd_family family;
+        int in_ch;
+        int64_t unet, vae, text;
+        int heads[4], text_heads, text_layers;
+        sd_activation act;
+        int pad;
+    } cases[] = {
+        {"sd15", SD_FAMILY_SD1, 4, 859520964, 83653863, 123060480, {8, 8, 8, 8}, 12, 12,
+         SD_ACT_QUICK_GELU, 49407},
+        {"sd15-inpaint", SD_FAMILY_SD1_INPAINT, 9, 859535364, 83653863, 123060480, {8, 8, 8, 8},
+         12, 12, SD_ACT_QUICK_GELU, 49407},
+        /* OpenCLIP-H: 24 blocks in the file, 23 used; text_projection and logit_scale unused */
+        {"sd21", SD_FAMILY_SD2, 4, 865910724, 83653863, 340387840, {5, 10, 20, 20}, 16, 23,
+         SD_ACT_GELU, 0},
+        {"taesd", SD_FAMILY_TAESD, 0, 0, 0, 0, {0, 0, 0, 0}, 0, 0, SD_ACT_QUICK_GELU, 0},
+    };
+    TMP_VAR(path, "full.safetensors");
+    for (size_t i = 0; i < SD_ARRAY_LEN(cases); i++) {
+        const sd_json *layout = sd_json_get(root, cases[i].key);
+        if (!layout || !write_sparse(layout, path)) {
+            CHECK(0, "write sparse %s", cases[i].key);
+            continue;
+        }
+        sd_model *m;
+        sd_status st = load(path, &m, &err);
+        CHECK(st == SD_OK, "full-size %s: %s", cases[i].key, err.msg);
+        if (st != SD_OK)
+            continue;
+        sd_model_info in;
+        sd_model_get_info(m, &in);
+        const sd_model_hparams *hp = sd_model_get_hparams(m);
+        CHECK(in.family == cases[i].family && in.dtype == SD_DTYPE_F16 &&
+                  in.unet_in_channels == cases[i].in_ch,
+              "full-size %s: %s", cases[i].key, sd_family_name(in.family));
+        CHECK(in.params_unet == cases[i].unet && in.params_vae == cases[i].vae &&
+                  in.params_text == cases[i].text,
+              "full-size %s: params %lld %lld %lld", cases[i].key, (long long)in.params_unet,
+              (long long)in.params_vae, (long long)in.params_text);
+        if (in.family == SD_FAMILY_TAESD) {
+            CHECK(in.has_taesd_encoder && in.has_taesd_decoder && in.n_tensors == 134 &&
+                      in.params_taesd > 2000000, "full-size taesd");
+        } else {
+            for (int l = 0; l < 4; l++)
+                CHECK(hp->unet_heads[l] == cases[i].heads[l], "full-size %s: heads[%d] = %d",
+                      cases[i].key, l, hp->unet_heads[l]);
+            CHECK(hp->text_heads == cases[i].text_heads && hp->text_act == cases[i].act &&
+                      hp->text_pad_id == cases[i].pad,
+                  "full-size %s: text hparams %d", cases[i].key, hp->text_heads);
+            int L = cases[i].text_layers;
+            CHECK(sd_model_tensorf(m, "text_model.encoder.layers.%d.mlp.fc1.weight", L - 1) &&
+                      !sd_model_tensorf(m, "text_model.encoder.layers.%d.mlp.fc1.weight", L),
+                  "full-size %s: %d text layers", cases[i].key, L);
+        }
+        sd_model_free(m);
+    }
+    remove(path);
+    sd_json_free(root);
+}
+
 /* ---- TAESD -------------------------------------------------------------------------------- */
 
 static void test_taesd(void)
@@ -769,6 +886,10 @@ static void test_refusals(void)
     WRITE_BYTES(p, "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":");
     expect_fail(p, SD_ERR_FORMAT, "past the end");
     expect_fail(tmp("missing.safetensors"), SD_ERR_IO, "cannot open");
+    TMP_VAR(fifo, "fifo.safetensors");
+    CHECK(mkfifo(fifo, 0644) == 0, "mkfifo");
+    expect_fail(fifo, SD_ERR_IO, "not a regular file");
+    remove(fifo);
     mkdir(tmp("empty"), 0755);
     expect_fail(tmp("empty"), SD_ERR_FORMAT, "not a diffusers model");
     rmdir(tmp("empty"));
@@ -950,6 +1071,7 @@ int main(int argc, char **argv)
     test_openclip_split();
     test_diffusers();
     test_converted();
+    test_full_size();
     test_taesd();
     test_refusals();
     test_diffusers_refusals();
