@@ -9,6 +9,7 @@
 #include "internal/ops.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* The tensors of one encoder layer (transformers CLIPEncoderLayer). */
