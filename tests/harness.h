@@ -65,6 +65,24 @@ static inline const char *t_data(const char *rel)
     return b;
 }
 
+/* Path of a scratch file for this test run: $SD_TEST_TMP (set by tests/run-unit-tests.sh to
+ * <build>/tmp) or build/tmp, created if missing. */
+static inline const char *t_tmp(const char *name)
+{
+    static char buf[8][1024];
+    static int slot;
+    const char *base = getenv("SD_TEST_TMP");
+    char *b = buf[slot++ % 8];
+    if (!base || !*base)
+        base = "build/tmp";
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", base);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot create %s\n", base);
+    snprintf(b, sizeof buf[0], "%s/%s", base, name);
+    return b;
+}
+
 /* The closing line CI reads. Returns the process exit status. */
 static inline int t_summary(const char *name)
 {
