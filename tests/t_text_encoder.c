@@ -7,8 +7,6 @@
 #include "internal/model.h"
 #include "internal/text_encoder.h"
 
-#include <sys/stat.h>
-
 static sd_ctx *ctx, *ref_ctx;
 
 /* Run one golden case file against one model; returns 1 if everything matched. */
@@ -119,13 +117,11 @@ int main(void)
     check_case(t_data("tiny-sd2v/model-f16.safetensors"), sd2_case, ctx, true);
     check_case(t_data("tiny-sd2v/diffusers"), sd2_case, ctx, true);
 
-    mkdir("build", 0755);
-    mkdir("build/tmp", 0755);
-    const char *f32 = "build/tmp/t_text_encoder-sd15-f32.safetensors";
+    const char *f32 = t_tmp("t_text_encoder-sd15-f32.safetensors");
     CHECK(t_write_model_copy(t_data("tiny-sd15/model-f16.safetensors"), f32, SD_DTYPE_F32),
           "write f32 copy");
     check_case(f32, sd15_case, ctx, true);
-    const char *sd2f32 = "build/tmp/t_text_encoder-sd2v-f32.safetensors";
+    const char *sd2f32 = t_tmp("t_text_encoder-sd2v-f32.safetensors");
     CHECK(t_write_model_copy(t_data("tiny-sd2v/model-f16.safetensors"), sd2f32, SD_DTYPE_F32),
           "write f32 copy");
     check_case(sd2f32, sd2_case, ctx, true);
