@@ -10,8 +10,15 @@
  * semantics reproduced by the helpers below: linear interpolation exact at the nodes,
  * endpoint pinned to `stop`, round half to even). */
 #include "internal/schedule.h"
+#include "internal/half.h"
 
 #include <math.h>
+
+/* Results must not depend on the compiler fusing a * b + c (GCC never does in ISO C mode;
+ * clang would within an expression when the target has FMA). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <stdio.h>
 #include <string.h>
 
@@ -109,7 +116,9 @@ static double linspace_at(double start, double stop, int num, int i)
 }
 
 /* np.arange(start, 0, -step)[i] for start > 0, step > 0: numpy fills start + i * delta with
- * delta = (start - step) - start. */
+ * delta = (start - step) - start.  numpy's length, ceil(start / step), exceeds N for 62
+ * values of N = 1000 / step (61, 103, 121, ...), so diffusers' 'trailing' schedules then get
+ * an extra last timestep of -1; callers here take only the first N values. */
 static double arange_down_at(double start, double step, int i)
 {
     double delta = (start - step) - start;
@@ -129,18 +138,12 @@ static void euler_timesteps(sd_spacing sp, int n, double *ts)
 {
     for (int i = 0; i < n; i++) {
         double t;
-        switch (sp) {
-        case SD_SPACING_LINSPACE:
+        if (sp == SD_SPACING_LINSPACE)
             t = linspace_at(0, SD_TRAIN_STEPS - 1, n, n - 1 - i);
-            break;
-        case SD_SPACING_LEADING:
+        else if (sp == SD_SPACING_LEADING)
             t = (double)((n - 1 - i) * (SD_TRAIN_STEPS / n)) + 1;
-            break;
-        case SD_SPACING_TRAILING:
-        default:
+        else
             t = round_even(arange_down_at(SD_TRAIN_STEPS, (double)SD_TRAIN_STEPS / n, i)) - 1;
-            break;
-        }
         ts[i] = (double)(float)t;
     }
 }
@@ -149,18 +152,12 @@ static void euler_timesteps(sd_spacing sp, int n, double *ts)
 static void ddim_timesteps(sd_spacing sp, int n, double *ts)
 {
     for (int i = 0; i < n; i++) {
-        switch (sp) {
-        case SD_SPACING_LINSPACE:
+        if (sp == SD_SPACING_LINSPACE)
             ts[i] = round_even(linspace_at(0, SD_TRAIN_STEPS - 1, n, n - 1 - i));
-            break;
-        case SD_SPACING_LEADING:
+        else if (sp == SD_SPACING_LEADING)
             ts[i] = (double)((n - 1 - i) * (SD_TRAIN_STEPS / n) + 1);
-            break;
-        case SD_SPACING_TRAILING:
-        default:
+        else
             ts[i] = round_even(arange_down_at(SD_TRAIN_STEPS, (double)SD_TRAIN_STEPS / n, i)) - 1;
-            break;
-        }
     }
 }
 
@@ -168,18 +165,12 @@ static void ddim_timesteps(sd_spacing sp, int n, double *ts)
 static void dpm_timesteps(sd_spacing sp, int n, double *ts)
 {
     for (int i = 0; i < n; i++) {
-        switch (sp) {
-        case SD_SPACING_LINSPACE:
+        if (sp == SD_SPACING_LINSPACE)
             ts[i] = round_even(linspace_at(0, SD_TRAIN_STEPS - 1, n + 1, n - i));
-            break;
-        case SD_SPACING_LEADING:
+        else if (sp == SD_SPACING_LEADING)
             ts[i] = (double)((n - i) * (SD_TRAIN_STEPS / (n + 1)) + 1);
-            break;
-        case SD_SPACING_TRAILING:
-        default:
+        else
             ts[i] = round_even(arange_down_at(SD_TRAIN_STEPS, (double)SD_TRAIN_STEPS / n, i)) - 1;
-            break;
-        }
     }
 }
 
@@ -218,12 +209,9 @@ static float numpy_logf(float x)
     static const float q[6] = {1.0f, 2.612677543073109236779e+00f, 2.453006071784736363091e+00f,
                                9.864942958519418960339e-01f, 1.546476374983906719538e-01f,
                                5.875095403124574342950e-03f};
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
+    uint32_t bits = sd_f32_bits(x);
     float e = (float)((int32_t)(bits >> 23) - 126);
-    uint32_t mbits = (bits & 0x7fffffu) | (126u << 23);
-    float m;
-    memcpy(&m, &mbits, sizeof m); /* in [0.5, 1) */
+    float m = sd_f32_from_bits((bits & 0x7fffffu) | (126u << 23)); /* in [0.5, 1) */
     if (m <= 0.707106781186547524400844362104849039f) {
         m = m + m;
         e = e - 1.0f;
@@ -458,8 +446,7 @@ static void noise_coefs(const sd_schedule *s, int i, float *a, float *b)
     }
     case SD_SAMPLER_DDIM:
     case SD_SAMPLER_LCM:
-    case SD_SAMPLER_COUNT:
-    default: {
+    case SD_SAMPLER_COUNT: {
         float ac = sd_schedule_alpha_at(s, i);
         *a = sqrtf(ac);
         *b = sqrtf(1.0f - ac);

@@ -92,6 +92,7 @@ typedef struct sd_schedule {
  * int(N * strength) == 0; LCM: int(50 * strength) < N, as diffusers rejects it), Karras with
  * a sampler other than Euler/DPM++ 2M.  SD_ERR_NOMEM.  Thread: any. */
 sd_status sd_schedule_new(const sd_schedule_params *p, sd_schedule **out, sd_error *err);
+/* Free a schedule (NULL is a no-op).  Samplers made from it must be freed first. */
 void sd_schedule_free(sd_schedule *s);
 
 /* alphas_cumprod at timesteps[i] (DDIM, LCM; defined for every kind with integer
@@ -133,6 +134,7 @@ typedef struct sd_sampler sd_sampler;
  * which must outlive it.  Errors: SD_ERR_INVALID_ARG (n == 0), SD_ERR_NOMEM.  Thread: any;
  * one sampler serves one run on one thread. */
 sd_status sd_sampler_new(const sd_schedule *s, size_t n, sd_sampler **out, sd_error *err);
+/* Free a sampler (NULL is a no-op). */
 void sd_sampler_free(sd_sampler *smp);
 
 /* One step: x (the current latents, in place) and model_out (the guided UNet output for
