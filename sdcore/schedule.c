@@ -13,14 +13,13 @@
 #include "internal/half.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Results must not depend on the compiler fusing a * b + c (GCC never does in ISO C mode;
  * clang would within an expression when the target has FMA). */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
-#include <stdio.h>
-#include <string.h>
 
 /* ---- names and defaults ------------------------------------------------------------------ */
 

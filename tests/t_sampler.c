@@ -315,11 +315,50 @@ static void check_lcm(void)
     sd_schedule_free(s);
 }
 
+/* add_noise of the samplers without a golden img2img run, against the closed forms. */
+static void check_add_noise(void)
+{
+    static const sd_sampler_kind kinds[] = {SD_SAMPLER_DDIM, SD_SAMPLER_DPMPP_2M, SD_SAMPLER_LCM,
+                                            SD_SAMPLER_EULER_A};
+    for (size_t k = 0; k < SD_ARRAY_LEN(kinds); k++) {
+        sd_schedule_params p = sd_schedule_params_default();
+        p.kind = kinds[k];
+        p.n_steps = 10;
+        sd_schedule *s = NULL;
+        sd_error err = {0};
+        CHECK(sd_schedule_new(&p, &s, &err) == SD_OK, "%s", err.msg);
+        if (!s)
+            continue;
+        float x0[8], noise[8], out[8];
+        for (int e = 0; e < 8; e++)
+            x0[e] = (float)e * 0.5f - 2.0f, noise[e] = (float)(e % 3) - 1.0f;
+        for (int i = 0; i < s->n_steps; i++) {
+            double a, b;
+            if (s->sigmas) {
+                double sg = s->sigmas[i];
+                a = kinds[k] == SD_SAMPLER_EULER_A ? 1.0 : 1.0 / sqrt(sg * sg + 1);
+                b = kinds[k] == SD_SAMPLER_EULER_A ? sg : sg / sqrt(sg * sg + 1);
+            } else {
+                double ac = s->alphas_cumprod[(int)s->timesteps[i]];
+                a = sqrt(ac), b = sqrt(1 - ac);
+            }
+            sd_schedule_add_noise(s, i, x0, noise, out, 8);
+            double worst = 0;
+            for (int e = 0; e < 8; e++)
+                worst = fmax(worst, fabs(out[e] - (a * x0[e] + b * noise[e])));
+            CHECK(worst < 1e-5, "%s add_noise step %d off by %g", sd_sampler_kind_name(kinds[k]),
+                  i, worst);
+        }
+        sd_schedule_free(s);
+    }
+}
+
 int main(void)
 {
     for (size_t k = 0; k < SD_ARRAY_LEN(cases); k++)
         run_case(&cases[k]);
     check_lcm();
+    check_add_noise();
 
     /* allocation failures */
     sd_schedule_params p = sd_schedule_params_default();
