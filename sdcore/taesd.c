@@ -16,6 +16,7 @@
 #include "internal/ops.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,10 +49,20 @@ typedef struct tnet {
  * Reading the layer list
  * ========================================================================================== */
 
+/* snprintf for tensor names: names longer than the buffer are cut (and then not found). */
+static void nm(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void nm(char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+}
+
 static bool exists(const sd_model *m, const char *base, const char *suffix)
 {
     char name[256];
-    snprintf(name, sizeof name, "%s%s", base, suffix);
+    nm(name, sizeof name, "%s%s", base, suffix);
     return sd_model_tensor(m, name) != NULL;
 }
 
@@ -65,7 +76,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
                            int k, bool bias)
 {
     char name[256];
-    snprintf(name, sizeof name, "%s.weight", base);
+    nm(name, sizeof name, "%s.weight", base);
     const sd_tensor *w = sd_model_tensor(m, name);
     if (!w)
         return sd_fail(err, SD_ERR_FORMAT, "model is missing tensor %s", name);
@@ -74,7 +85,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
         w->shape[1] < 1 || w->shape[1] > MAX_CHANNELS)
         return sd_fail(err, SD_ERR_FORMAT, "tensor %s: %s with %d dimensions, expected "
                        "[O, %d, %d, %d]", name, sd_dtype_name(w->dtype), w->ndim, cin, k, k);
-    snprintf(name, sizeof name, "%s.bias", base);
+    nm(name, sizeof name, "%s.bias", base);
     const sd_tensor *b = sd_model_tensor(m, name);
     if (!b && bias)
         return sd_fail(err, SD_ERR_FORMAT, "model is missing tensor %s", name);
@@ -90,21 +101,21 @@ static sd_status load_block(const sd_model *m, sd_error *err, layer *l, const ch
 {
     char b[256];
     sd_status st;
-    snprintf(b, sizeof b, "%s.conv.0", base);
+    nm(b, sizeof b, "%s.conv.0", base);
     if ((st = load_conv(m, err, &l->c, b, cin, 3, true)) != SD_OK)
         return st;
     int c = l->c.cout;
-    snprintf(b, sizeof b, "%s.conv.2", base);
+    nm(b, sizeof b, "%s.conv.2", base);
     if ((st = load_conv(m, err, &l->c2, b, c, 3, true)) != SD_OK)
         return st;
-    snprintf(b, sizeof b, "%s.conv.4", base);
+    nm(b, sizeof b, "%s.conv.4", base);
     if ((st = load_conv(m, err, &l->c4, b, c, 3, true)) != SD_OK)
         return st;
     if (l->c2.cout != c || l->c4.cout != c)
         return sd_fail(err, SD_ERR_FORMAT, "%s: convolutions of unequal width", base);
     memset(&l->skip, 0, sizeof l->skip);
     if (exists(m, base, ".skip.weight")) {
-        snprintf(b, sizeof b, "%s.skip", base);
+        nm(b, sizeof b, "%s.skip", base);
         if ((st = load_conv(m, err, &l->skip, b, cin, 1, false)) != SD_OK)
             return st;
         if (l->skip.cout != c)
@@ -124,13 +135,13 @@ static sd_status load_net(const sd_model *m, const char *prefix, bool decoder, t
     memset(t, 0, sizeof *t);
     int last = -1;
     for (int i = 0; i < MAX_LAYERS; i++) {
-        snprintf(b, sizeof b, "%s.%d", prefix, i);
+        nm(b, sizeof b, "%s.%d", prefix, i);
         if (exists(m, b, ".weight") || exists(m, b, ".conv.0.weight"))
             last = i;
     }
     if (last < 0)
         return SD_OK;
-    snprintf(b, sizeof b, "%s.%d", prefix, MAX_LAYERS);
+    nm(b, sizeof b, "%s.%d", prefix, MAX_LAYERS);
     if (exists(m, b, ".weight") || exists(m, b, ".conv.0.weight"))
         return sd_fail(err, SD_ERR_UNSUPPORTED, "%s: more than %d layers", prefix, MAX_LAYERS);
     int c = -1;        /* running width; the first convolution sets the input width */
@@ -138,7 +149,7 @@ static sd_status load_net(const sd_model *m, const char *prefix, bool decoder, t
     for (int i = 0; i <= last; i++) {
         layer *l = &t->layers[i];
         sd_status st;
-        snprintf(b, sizeof b, "%s.%d", prefix, i);
+        nm(b, sizeof b, "%s.%d", prefix, i);
         if (exists(m, b, ".conv.0.weight")) {
             if (c < 0)
                 return sd_fail(err, SD_ERR_FORMAT, "%s: starts with a Block", prefix);
@@ -166,7 +177,7 @@ static sd_status load_net(const sd_model *m, const char *prefix, bool decoder, t
             l->kind = L_RELU;
         } else if (decoder && i > 0 && i < last) {
             char nb[256];
-            snprintf(nb, sizeof nb, "%s.%d", prefix, i + 1);
+            nm(nb, sizeof nb, "%s.%d", prefix, i + 1);
             if (!exists(m, nb, ".weight") || exists(m, nb, ".bias"))
                 return sd_fail(err, SD_ERR_FORMAT, "%s: no layer at index %d", prefix, i);
             l->kind = L_UPSAMPLE;

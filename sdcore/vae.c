@@ -13,6 +13,7 @@
 #include "internal/ops.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -77,6 +78,16 @@ typedef struct vae_net {
     float scaling_factor;
 } vae_net;
 
+/* snprintf for tensor names: names longer than the buffer are cut (and then not found). */
+static void nm(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void nm(char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+}
+
 static bool is_float(const sd_tensor *t)
 {
     return t->dtype == SD_DTYPE_F32 || t->dtype == SD_DTYPE_F16 || t->dtype == SD_DTYPE_BF16;
@@ -95,7 +106,7 @@ static void shape_str(const sd_tensor *t, char *buf, size_t n)
 static bool exists(const sd_model *m, const char *base, const char *suffix)
 {
     char name[256];
-    snprintf(name, sizeof name, "%s%s", base, suffix);
+    nm(name, sizeof name, "%s%s", base, suffix);
     return sd_model_tensor(m, name) != NULL;
 }
 
@@ -104,7 +115,7 @@ static sd_status need(const sd_model *m, sd_error *err, const sd_tensor **out, c
                       const char *suffix, int ndim)
 {
     char name[256];
-    snprintf(name, sizeof name, "%s%s", base, suffix);
+    nm(name, sizeof name, "%s%s", base, suffix);
     const sd_tensor *t = sd_model_tensor(m, name);
     if (!t)
         return sd_fail(err, SD_ERR_FORMAT, "model is missing tensor %s", name);
@@ -123,7 +134,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
                            int k)
 {
     char name[256];
-    snprintf(name, sizeof name, "%s.weight", base);
+    nm(name, sizeof name, "%s.weight", base);
     const sd_tensor *w = sd_model_tensor(m, name);
     if (!w)
         return sd_fail(err, SD_ERR_FORMAT, "model is missing tensor %s", name);
@@ -157,7 +168,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
 static sd_status load_norm(const sd_model *m, sd_error *err, norm *n, const char *base, int c)
 {
     char b[256];
-    snprintf(b, sizeof b, "%s.", base);
+    nm(b, sizeof b, "%s.", base);
     sd_status st = need(m, err, &n->g, b, "weight", 1);
     if (st == SD_OK)
         st = need(m, err, &n->b, b, "bias", 1);
@@ -179,17 +190,17 @@ static sd_status load_resblock(const sd_model *m, sd_error *err, resblock *r, co
 {
     char b[256];
     sd_status st;
-    snprintf(b, sizeof b, "%s.norm1", base);
+    nm(b, sizeof b, "%s.norm1", base);
     if ((st = load_norm(m, err, &r->n1, b, cin)) != SD_OK)
         return st;
-    snprintf(b, sizeof b, "%s.conv1", base);
+    nm(b, sizeof b, "%s.conv1", base);
     if ((st = load_conv(m, err, &r->c1, b, cin, 3)) != SD_OK)
         return st;
     int cout = r->c1.cout;
-    snprintf(b, sizeof b, "%s.norm2", base);
+    nm(b, sizeof b, "%s.norm2", base);
     if ((st = load_norm(m, err, &r->n2, b, cout)) != SD_OK)
         return st;
-    snprintf(b, sizeof b, "%s.conv2", base);
+    nm(b, sizeof b, "%s.conv2", base);
     if ((st = load_conv(m, err, &r->c2, b, cout, 3)) != SD_OK)
         return st;
     if (r->c2.cout != cout)
@@ -197,7 +208,7 @@ static sd_status load_resblock(const sd_model *m, sd_error *err, resblock *r, co
                        r->c2.cout, cout);
     memset(&r->nin, 0, sizeof r->nin);
     if (exists(m, base, ".nin_shortcut.weight")) {
-        snprintf(b, sizeof b, "%s.nin_shortcut", base);
+        nm(b, sizeof b, "%s.nin_shortcut", base);
         if ((st = load_conv(m, err, &r->nin, b, cin, 1)) != SD_OK)
             return st;
         if (r->nin.cout != cout)
@@ -216,22 +227,22 @@ static sd_status load_mid(const sd_model *m, sd_error *err, half_net *h, const c
 {
     char b[256];
     sd_status st;
-    snprintf(b, sizeof b, "%s.mid.block_1", base);
+    nm(b, sizeof b, "%s.mid.block_1", base);
     if ((st = load_resblock(m, err, &h->mid1, b, c)) != SD_OK)
         return st;
     if (h->mid1.c2.cout != c)
         return sd_fail(err, SD_ERR_FORMAT, "%s changes the width", b);
-    snprintf(b, sizeof b, "%s.mid.attn_1", base);
+    nm(b, sizeof b, "%s.mid.attn_1", base);
     h->attn.present = exists(m, b, ".q.weight");
     if (h->attn.present) {
         static const char *const part[] = {"q", "k", "v", "proj_out"};
         conv *cv[] = {&h->attn.q, &h->attn.k, &h->attn.v, &h->attn.o};
         char nb[256];
-        snprintf(nb, sizeof nb, "%s.norm", b);
+        nm(nb, sizeof nb, "%s.norm", b);
         if ((st = load_norm(m, err, &h->attn.n, nb, c)) != SD_OK)
             return st;
         for (int i = 0; i < 4; i++) {
-            snprintf(nb, sizeof nb, "%s.%s", b, part[i]);
+            nm(nb, sizeof nb, "%s.%s", b, part[i]);
             if ((st = load_conv(m, err, cv[i], nb, c, 1)) != SD_OK)
                 return st;
             if (cv[i]->cout != c)
@@ -239,7 +250,7 @@ static sd_status load_mid(const sd_model *m, sd_error *err, half_net *h, const c
                                cv[i]->cout, c);
         }
     }
-    snprintf(b, sizeof b, "%s.mid.block_2", base);
+    nm(b, sizeof b, "%s.mid.block_2", base);
     if ((st = load_resblock(m, err, &h->mid2, b, c)) != SD_OK)
         return st;
     if (h->mid2.c2.cout != c)
@@ -256,7 +267,7 @@ static sd_status load_level(const sd_model *m, sd_error *err, level *lv, const c
     sd_status st;
     lv->n_blocks = 0;
     for (;;) {
-        snprintf(b, sizeof b, "%s.block.%d", base, lv->n_blocks);
+        nm(b, sizeof b, "%s.block.%d", base, lv->n_blocks);
         if (!exists(m, b, ".conv1.weight"))
             break;
         if (lv->n_blocks == MAX_BLOCKS)
@@ -267,7 +278,7 @@ static sd_status load_level(const sd_model *m, sd_error *err, level *lv, const c
         *c = lv->blocks[lv->n_blocks++].c2.cout;
     }
     memset(&lv->resample, 0, sizeof lv->resample);
-    snprintf(b, sizeof b, "%s.%s.conv", base, which);
+    nm(b, sizeof b, "%s.%s.conv", base, which);
     if (exists(m, b, ".weight")) {
         if ((st = load_conv(m, err, &lv->resample, b, *c, 3)) != SD_OK)
             return st;
@@ -282,7 +293,7 @@ static int count_levels(const sd_model *m, const char *fmt)
     int n = 0;
     char b[256];
     for (; n <= MAX_LEVELS; n++) {
-        snprintf(b, sizeof b, fmt, n);
+        nm(b, sizeof b, fmt, n);
         if (!exists(m, b, ".block.0.conv1.weight"))
             break;
     }
@@ -310,7 +321,7 @@ static sd_status load_encoder(const sd_model *m, sd_error *err, half_net *e)
         return sd_fail(err, SD_ERR_UNSUPPORTED, "VAE encoder: more than %d levels", MAX_LEVELS);
     e->factor = 1;
     for (int i = 0; i < e->n_levels; i++) {
-        snprintf(b, sizeof b, ENC ".down.%d", i);
+        nm(b, sizeof b, ENC ".down.%d", i);
         if ((st = load_level(m, err, &e->levels[i], b, "downsample", &c)) != SD_OK)
             return st;
         if (e->levels[i].resample.w)
@@ -362,7 +373,7 @@ static sd_status load_decoder(const sd_model *m, sd_error *err, half_net *d)
         return sd_fail(err, SD_ERR_UNSUPPORTED, "VAE decoder: more than %d levels", MAX_LEVELS);
     d->factor = 1;
     for (int i = d->n_levels - 1; i >= 0; i--) {   /* the decoder runs up.N-1 .. up.0 */
-        snprintf(b, sizeof b, DEC ".up.%d", i);
+        nm(b, sizeof b, DEC ".up.%d", i);
         if ((st = load_level(m, err, &d->levels[i], b, "upsample", &c)) != SD_OK)
             return st;
         if (d->levels[i].resample.w)
