@@ -57,6 +57,7 @@ enum {
     STAT_CHUNK = 4096,      /* floats per reduction-kernel call */
     EW_CHUNK = 16384,       /* floats per element-wise work item */
     BLOCK_QUANTUM = 16,     /* GEMM blocks are multiples of this (unless whole) */
+    ROW_QUANTUM = 64,       /* linear splits its rows no finer (sgemm is slow on thin ones) */
     ITEMS_PER_THREAD = 4,   /* work items aimed for per pool thread, for balance */
 };
 
@@ -314,7 +315,7 @@ sd_status sd_op_linear(sd_ctx *ctx, const float *x, int64_t M, int64_t K, const 
     int64_t nb = convert ? split_block(N, SD_MAX(BLOCK_QUANTUM, WBLOCK_BYTES / (4 * K)), 1,
                                        BLOCK_QUANTUM)
                          : N;
-    int64_t mb = split_block(M, M, ceil_div(target, ceil_div(N, nb)), BLOCK_QUANTUM);
+    int64_t mb = split_block(M, M, ceil_div(target, ceil_div(N, nb)), ROW_QUANTUM);
     mb = SD_MIN(mb, INT32_MAX);
     int64_t n_mb = ceil_div(M, mb);
     if (n_mb * ceil_div(N, nb) < target) /* too few rows to split: split the columns */
@@ -696,13 +697,22 @@ static void span(const float *base, int64_t rows, int64_t rs, int64_t width, uin
     *hi = (uintptr_t)(base + (rows - 1) * rs + width);
 }
 
+/* Whether two strided [rows, width] float views share an element.  Views whose spans meet
+ * are still disjoint when they have the same row stride and sit in different columns (q, k,
+ * v and out as column slices of one wide buffer). */
 static bool overlaps(const float *a, int64_t a_rows, int64_t a_rs, const float *b,
                      int64_t b_rows, int64_t b_rs, int64_t width)
 {
     uintptr_t alo, ahi, blo, bhi;
     span(a, a_rows, a_rs, width, &alo, &ahi);
     span(b, b_rows, b_rs, width, &blo, &bhi);
-    return alo < bhi && blo < ahi;
+    if (alo >= bhi || blo >= ahi)
+        return false;
+    uintptr_t d = alo > blo ? alo - blo : blo - alo;
+    if (a_rs != b_rs || d % sizeof(float) != 0)
+        return true;
+    int64_t col = (int64_t)(d / sizeof(float)) % a_rs; /* column offset between the views */
+    return col < width || col > a_rs - width;
 }
 
 sd_status sd_op_attention(sd_ctx *ctx, const float *q, const float *k, const float *v,

@@ -702,6 +702,12 @@ static void test_errors(void)
     CHECK(sd_op_attention(ctx, x, x + 100, x + 200, x + 16, &ap, &err) == SD_ERR_INVALID_ARG,
           "output overlapping q");
     CHECK(sd_op_attention(ctx, x, x + 100, x + 200, y, &ap, &err) == SD_OK, "valid attention");
+    /* q, k, v and out as column slices of one [3, 32] buffer: disjoint, accepted */
+    ap.q_rs = ap.k_rs = ap.v_rs = ap.o_rs = 32;
+    CHECK(sd_op_attention(ctx, x, x + 8, x + 16, x + 24, &ap, &err) == SD_OK,
+          "column slices of one buffer: %s", err.msg);
+    CHECK(sd_op_attention(ctx, x, x + 8, x + 16, x + 20, &ap, &err) == SD_ERR_INVALID_ARG,
+          "output columns overlapping v");
     sd_tensor_free(&w), sd_tensor_free(&b3), sd_tensor_free(&wi), sd_tensor_free(&cw);
     sd_tensor_free(&g);
     free(x), free(y);
