@@ -193,6 +193,16 @@ typedef enum sd_prediction {
     SD_PREDICT_V,
 } sd_prediction;
 
+/* Distilled variants share the architecture of their base family but want other sampling
+ * defaults.  Told by a config (diffusers scheduler_config.json: an LCMScheduler, or
+ * "trailing" spacing as the SD-Turbo repository ships), or else by the file name
+ * ("turbo", "lcm" anywhere in it, any case). */
+typedef enum sd_variant {
+    SD_VARIANT_BASE = 0,
+    SD_VARIANT_TURBO,            /* SD-Turbo: 1-4 steps, no guidance, trailing spacing */
+    SD_VARIANT_LCM,              /* latent consistency: LCM sampler, 2-8 steps, no guidance */
+} sd_variant;
+
 typedef struct sd_model sd_model;
 
 /* Load a model from `path`: a .safetensors single file (original naming), a diffusers
@@ -210,6 +220,7 @@ typedef struct sd_model_info {
     sd_family family;
     sd_dtype dtype;              /* dtype of most of the floating-point weights */
     sd_prediction prediction;    /* as stated by a config, else SD_PREDICT_UNKNOWN */
+    sd_variant variant;
     bool has_unet, has_vae, has_text_encoder, has_taesd_encoder, has_taesd_decoder;
     int unet_in_channels;        /* 4, or 9 for inpainting models */
     int64_t params_unet, params_vae, params_text, params_taesd;
