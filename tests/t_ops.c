@@ -647,6 +647,33 @@ static void test_to_f32(void)
     sd_tensor_free(&ti);
 }
 
+/* ==== concurrency ============================================================================= */
+
+/* The same call on the same 2-thread ctx gives bit-identical results every time: the work
+ * split is deterministic, so any difference would be a race (e.g. in concurrent sgemm). */
+static void test_determinism(void)
+{
+    sd_ctx *ctx = cfgs[3].ctx;
+    const int C = 32, H = 24, O = 48;
+    size_t nx = (size_t)C * H * H, ny = (size_t)O * H * H;
+    float *x = randv(nx, -1, 1), *wv = randv((size_t)O * C * 9, -1, 1);
+    float *first = malloc(ny * 4), *y = malloc(ny * 4);
+    sd_tensor w = make_w(SD_DTYPE_F16, 4, (int64_t[]){O, C, 3, 3}, wv);
+    sd_conv2d_params p = {.stride = 1, .pad_top = 1, .pad_left = 1, .pad_bottom = 1,
+                          .pad_right = 1};
+    sd_error err = {0};
+    sd_status st = sd_op_conv2d(ctx, x, 1, C, H, H, &w, NULL, &p, first, &err);
+    int differing = 0;
+    for (int rep = 0; rep < 30 && st == SD_OK; rep++) {
+        st = sd_op_conv2d(ctx, x, 1, C, H, H, &w, NULL, &p, y, &err);
+        differing += memcmp(first, y, ny * 4) != 0;
+    }
+    CHECK(st == SD_OK && differing == 0, "repeated conv: %d of 30 runs differ (%s)", differing,
+          err.msg);
+    sd_tensor_free(&w);
+    free(x), free(wv), free(first), free(y);
+}
+
 /* ==== errors and allocation failure ========================================================== */
 
 static void test_errors(void)
@@ -885,6 +912,7 @@ int main(void)
     test_layout();
     test_timestep_embedding();
     test_to_f32();
+    test_determinism();
     test_errors();
     test_nomem();
 
