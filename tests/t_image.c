@@ -196,6 +196,29 @@ static void check_resize_roundtrip(void)
     sd_img_free(&big);
 }
 
+static void check_resize_antialias(void)
+{
+    /* a 1-pixel checkerboard shrunk by 4 (and by a non-integer 3.3) must average out to
+     * grey: a filter not widened for shrinking aliases it into a pattern */
+    sd_img cb, out;
+    sd_img_new(132, 99, 1, &cb, NULL);
+    for (int y = 0; y < 99; y++)
+        for (int x = 0; x < 132; x++)
+            *sd_img_px(&cb, x, y) = (x + y) % 2 ? 0.9f : 0.1f;
+    static const int to[][2] = {{33, 25}, {40, 30}};
+    for (size_t t = 0; t < SD_ARRAY_LEN(to); t++) {
+        sd_img_resize(&cb, to[t][0], to[t][1], SD_RESIZE_LANCZOS3, &out, NULL);
+        double worst = 0;
+        for (int y = 2; y < out.h - 2; y++)
+            for (int x = 2; x < out.w - 2; x++)
+                worst = fmax(worst, fabs(*sd_img_px(&out, x, y) - 0.5));
+        CHECK(worst < 0.02, "checkerboard to %dx%d: deviation from grey %.3f", to[t][0],
+              to[t][1], worst);
+        sd_img_free(&out);
+    }
+    sd_img_free(&cb);
+}
+
 static void check_resize_symmetry_and_range(void)
 {
     /* mirroring commutes with resizing iff the sample grid is centred correctly */
@@ -531,6 +554,7 @@ int main(void)
     check_composite_planar();
     check_resize_constant();
     check_resize_roundtrip();
+    check_resize_antialias();
     check_resize_symmetry_and_range();
     check_resize_alpha();
     check_resize_nearest();
