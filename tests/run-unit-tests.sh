@@ -5,6 +5,8 @@
 set -u
 build=${1:-build}
 total_pass=0 total_fail=0 bad=0
+export SD_TEST_TMP="$build/tmp"
+mkdir -p "$SD_TEST_TMP"
 for t in "$build"/tests/t_*; do
     [ -x "$t" ] || continue
     case "$t" in *.o|*.d) continue ;; esac
