@@ -104,11 +104,11 @@ sd_status sd_colormatch(const sd_img *orig, sd_img *gen, const sd_img *mask,
 {
     if (applied)
         *applied = false;
-    sd_status st = sd_img_check(orig, 0x18, "colour match original", err);
+    sd_status st = sd_img_check(orig, SD_CH_COLOR, "colour match original", err);
     if (st == SD_OK)
-        st = sd_img_check(gen, 0x18, "colour match result", err);
+        st = sd_img_check(gen, SD_CH_COLOR, "colour match result", err);
     if (st == SD_OK)
-        st = sd_img_check(mask, 0x2, "colour match mask", err);
+        st = sd_img_check(mask, SD_CH_MASK, "colour match mask", err);
     if (st != SD_OK)
         return st;
     if (orig->w != gen->w || orig->h != gen->h || mask->w != gen->w || mask->h != gen->h)

@@ -152,9 +152,9 @@ sd_status sd_inpaint_crop_make(const sd_img *image, const sd_img *mask,
                                sd_error *err)
 {
     memset(out, 0, sizeof *out);
-    sd_status st = sd_img_check(image, 0x18, "inpaint image", err);
+    sd_status st = sd_img_check(image, SD_CH_COLOR, "inpaint image", err);
     if (st == SD_OK)
-        st = sd_img_check(mask, 0x2, "inpaint mask", err);
+        st = sd_img_check(mask, SD_CH_MASK, "inpaint mask", err);
     if (st == SD_OK)
         st = check_params(p, err);
     if (st != SD_OK)
@@ -218,9 +218,9 @@ sd_status sd_inpaint_paste(const sd_img *orig, const sd_inpaint_crop *crop, cons
                            const sd_paste_params *p, sd_img *out, sd_error *err)
 {
     memset(out, 0, sizeof *out);
-    sd_status st = sd_img_check(orig, 0x18, "paste original", err);
+    sd_status st = sd_img_check(orig, SD_CH_COLOR, "paste original", err);
     if (st == SD_OK)
-        st = sd_img_check(gen, 0x18, "paste result", err);
+        st = sd_img_check(gen, SD_CH_COLOR, "paste result", err);
     if (st != SD_OK)
         return st;
     const sd_rect r = crop->region;

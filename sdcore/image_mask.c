@@ -32,7 +32,7 @@ static void gauss_kernel(float sigma, int r, float *k)
 sd_status sd_img_blur(const sd_img *src, float sigma_x, float sigma_y, sd_img *dst,
                       sd_error *err)
 {
-    sd_status st = sd_img_check(src, 0x1e, "blur source", err);
+    sd_status st = sd_img_check(src, SD_CH_ANY, "blur source", err);
     if (st != SD_OK)
         return st;
     if (dst->w != src->w || dst->h != src->h || dst->c != src->c)
@@ -176,7 +176,7 @@ sd_status sd_mask_binarize(const sd_img *src, sd_img *dst, sd_error *err)
 sd_status sd_mask_to_latent(const sd_img *mask, sd_img *out, sd_error *err)
 {
     memset(out, 0, sizeof *out);
-    sd_status st = sd_img_check(mask, 1u << 1, "latent mask", err);
+    sd_status st = sd_img_check(mask, SD_CH_MASK, "latent mask", err);
     if (st != SD_OK)
         return st;
     if (mask->w % 8 || mask->h % 8)
@@ -255,7 +255,7 @@ static void edt_2d(const sd_img *mask, bool site_inside, float *sq, double *f, d
 
 sd_status sd_mask_distance(const sd_img *mask, sd_img *dst, sd_error *err)
 {
-    sd_status st = sd_img_check(mask, 0x1e, "distance mask", err);
+    sd_status st = sd_img_check(mask, SD_CH_ANY, "distance mask", err);
     if (st != SD_OK)
         return st;
     if (dst->w != mask->w || dst->h != mask->h || dst->c != 1)

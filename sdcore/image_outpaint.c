@@ -107,7 +107,7 @@ static float smoothstep01(float t)
 
 static sd_status check_extend(const sd_img *src, const sd_outpaint_params *p, sd_error *err)
 {
-    sd_status st = sd_img_check(src, 0x18, "outpaint image", err);
+    sd_status st = sd_img_check(src, SD_CH_COLOR, "outpaint image", err);
     if (st != SD_OK)
         return st;
     if (p->left < 0 || p->top < 0 || p->right < 0 || p->bottom < 0 ||
@@ -279,7 +279,7 @@ sd_status sd_outpaint_windows(const sd_img *mask, int win_w, int win_h, int min_
 {
     *out = NULL;
     *n = 0;
-    sd_status st = sd_img_check(mask, 0x2, "outpaint mask", err);
+    sd_status st = sd_img_check(mask, SD_CH_MASK, "outpaint mask", err);
     if (st != SD_OK)
         return st;
     const int W = mask->w, H = mask->h;
@@ -375,7 +375,7 @@ sd_status sd_outpaint_window_mask(const sd_img *mask, const sd_rect *wins, int k
                                   sd_img *out, sd_error *err)
 {
     memset(out, 0, sizeof *out);
-    sd_status st = sd_img_check(mask, 0x2, "outpaint mask", err);
+    sd_status st = sd_img_check(mask, SD_CH_MASK, "outpaint mask", err);
     if (st != SD_OK)
         return st;
     if (k < 0 || feather < 0 || !sd_rect_inside(wins[k], mask->w, mask->h))

@@ -211,9 +211,9 @@ static void resize_nearest(const sd_img *src, sd_img *dst)
 
 sd_status sd_img_resize_into(const sd_img *src, sd_img *dst, sd_resize_filter f, sd_error *err)
 {
-    sd_status st = sd_img_check(src, 0x1e, "resize source", err);
+    sd_status st = sd_img_check(src, SD_CH_ANY, "resize source", err);
     if (st == SD_OK)
-        st = sd_img_check(dst, 0x1e, "resize target", err);
+        st = sd_img_check(dst, SD_CH_ANY, "resize target", err);
     if (st != SD_OK)
         return st;
     if (src->c != dst->c)

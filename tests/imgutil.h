@@ -1,6 +1,7 @@
 /* tests/imgutil.h - what the image-processing tests share: a seeded PRNG with Gaussian
  * samples (Box-Muller; the project's torch-compatible RNG is not needed here), synthetic
- * test pictures (smooth gradient, piecewise-constant shapes, sinusoid texture) and
+ * test pictures (smooth gradient, piecewise-constant shapes, sinusoid texture, a dense
+ * grid of hard-edged discs: edges almost everywhere) and
  * small comparisons of sd_img images. */
 #ifndef SD_TEST_IMGUTIL_H
 #define SD_TEST_IMGUTIL_H
@@ -34,8 +35,8 @@ static inline double t_rng_gauss(t_rng *r)
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
-enum t_pic { T_GRADIENT, T_SHAPES, T_TEXTURE, T_NPICS };
-static const char *const t_pic_name[T_NPICS] = {"gradient", "shapes", "texture"};
+enum t_pic { T_GRADIENT, T_SHAPES, T_TEXTURE, T_DOTS, T_NPICS };
+static const char *const t_pic_name[T_NPICS] = {"gradient", "shapes", "texture", "dots"};
 
 /* Value of picture `pic` at (x, y), channel k, in 0.3 .. 0.7 (room for noise). */
 static inline float t_pic_value(int pic, int x, int y, int k, int w, int h)
@@ -68,6 +69,11 @@ static inline float t_pic_value(int pic, int x, int y, int k, int w, int h)
                    sin(f * (x * cos(a) + y * sin(a)) + comp[i][3] + k);
         }
         return (float)val;
+    }
+    case T_DOTS: {
+        /* discs of radius 5.25 every 15 px, no anti-aliasing: ~40 % of pixels on an edge */
+        double dx = x % 15 - 7.0, dy = y % 15 - 7.0;
+        return (float)(dx * dx + dy * dy < 5.25 * 5.25 ? 0.7 - 0.1 * k : 0.3 + 0.05 * k);
     }
     }
     return 0.0f;

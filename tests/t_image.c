@@ -2,8 +2,10 @@
  * compositing, planar conversion, Lanczos and nearest resampling (constants stay constant,
  * round trips, symmetry, no colour bleeding from transparent pixels, torch's nearest
  * indices), Gaussian blur (A1111's radius, identity, constants, impulse response, edges),
- * mask bounding boxes, binarisation, latent masks and the distance transform. */
+ * mask bounding boxes, binarisation, latent masks (against diffusers' mask_latents of the
+ * golden inpaint runs) and the distance transform. */
 #include "imgutil.h"
+#include "internal/safetensors.h"
 
 /* ==== basics =========================================================================== */
 
@@ -194,6 +196,29 @@ static void check_resize_roundtrip(void)
     sd_img_free(&up);
     sd_img_free(&back);
     sd_img_free(&big);
+}
+
+static void check_resize_antialias(void)
+{
+    /* a 1-pixel checkerboard shrunk by 4 (and by a non-integer 3.3) must average out to
+     * grey: a filter not widened for shrinking aliases it into a pattern */
+    sd_img cb, out;
+    sd_img_new(132, 99, 1, &cb, NULL);
+    for (int y = 0; y < 99; y++)
+        for (int x = 0; x < 132; x++)
+            *sd_img_px(&cb, x, y) = (x + y) % 2 ? 0.9f : 0.1f;
+    static const int to[][2] = {{33, 25}, {40, 30}};
+    for (size_t t = 0; t < SD_ARRAY_LEN(to); t++) {
+        sd_img_resize(&cb, to[t][0], to[t][1], SD_RESIZE_LANCZOS3, &out, NULL);
+        double worst = 0;
+        for (int y = 2; y < out.h - 2; y++)
+            for (int x = 2; x < out.w - 2; x++)
+                worst = fmax(worst, fabs(*sd_img_px(&out, x, y) - 0.5));
+        CHECK(worst < 0.02, "checkerboard to %dx%d: deviation from grey %.3f", to[t][0],
+              to[t][1], worst);
+        sd_img_free(&out);
+    }
+    sd_img_free(&cb);
 }
 
 static void check_resize_symmetry_and_range(void)
@@ -491,6 +516,40 @@ static void check_latent_mask(void)
     sd_img_free(&m);
 }
 
+/* diffusers' mask_latents from the recorded inpaint runs, bit for bit */
+static void check_latent_mask_golden(void)
+{
+    static const char *const cases[] = {"tiny-sd15/pipeline_inpaint_legacy.safetensors",
+                                        "tiny-sd15-inpaint/pipeline_inpaint.safetensors"};
+    for (size_t i = 0; i < SD_ARRAY_LEN(cases); i++) {
+        sd_st_file *f = NULL;
+        sd_error err = {0};
+        const sd_tensor *mask = NULL, *want = NULL;
+        if (sd_st_open(t_data(cases[i]), &f, &err) != SD_OK ||
+            sd_st_get(f, "mask", &mask, &err) != SD_OK ||
+            sd_st_get(f, "mask_latents", &want, &err) != SD_OK) {
+            CHECK(0, "%s: %s", cases[i], err.msg);
+            sd_st_close(f);
+            continue;
+        }
+        CHECK(mask->dtype == SD_DTYPE_F32 && mask->ndim == 4 && mask->shape[2] == 128 &&
+                  mask->shape[3] == 128 && want->dtype == SD_DTYPE_F32 && want->shape[2] == 16 &&
+                  want->shape[3] == 16,
+              "%s: shapes", cases[i]);
+        const float *m = mask->data;
+        long soft = 0;
+        for (int k = 0; k < 128 * 128; k++)
+            soft += m[k] > 0.0f && m[k] < 1.0f;
+        sd_img mv = sd_img_view(m, 128, 128, 1, 128), lat;
+        CHECK(sd_mask_to_latent(&mv, &lat, &err) == SD_OK, "%s", err.msg);
+        CHECK(memcmp(lat.data, want->data, 16 * 16 * sizeof(float)) == 0,
+              "%s: latent mask differs from diffusers'", cases[i]);
+        printf("%s: mask with %ld soft pixels -> latent mask identical\n", cases[i], soft);
+        sd_img_free(&lat);
+        sd_st_close(f);
+    }
+}
+
 static void check_distance(void)
 {
     /* brute force on a random blobby mask */
@@ -531,6 +590,7 @@ int main(void)
     check_composite_planar();
     check_resize_constant();
     check_resize_roundtrip();
+    check_resize_antialias();
     check_resize_symmetry_and_range();
     check_resize_alpha();
     check_resize_nearest();
@@ -538,6 +598,7 @@ int main(void)
     check_blur();
     check_bbox_binarize();
     check_latent_mask();
+    check_latent_mask_golden();
     check_distance();
     return t_summary("t_image");
 }

@@ -248,52 +248,66 @@ static void check_windows_on(const sd_img *canvas0, const sd_img *mask, int win,
           what, min_context);
     CHECK(useless == 0, "%s: %d windows with nothing new to do", what, useless);
 
-    /* the loop: window masks regenerate every masked pixel at least once, never touch a
-     * pixel outside the mask, and a fake generator's colour ends up everywhere under it */
-    sd_img canvas;
-    sd_img_clone(canvas0, &canvas, NULL);
-    long zero_first = 0, outside = 0;
-    memset(cover, 0, (size_t)W * H);
-    for (int k = 0; k < n; k++) {
-        sd_img wm, gen;
-        CHECK(sd_outpaint_window_mask(mask, wins, k, 16, &wm, &err) == SD_OK, "%s", err.msg);
-        for (int y = 0; y < wm.h; y++)
-            for (int x = 0; x < wm.w; x++) {
-                int cx = wins[k].x + x, cy = wins[k].y + y;
-                float m = *sd_img_px(&wm, x, y), g = *sd_img_px(mask, cx, cy);
-                outside += m > 0.0f && !(g > 0.0f);
-                outside += m > g;
-                if (g > 0.0f && !cover[cy * W + cx]) {
-                    zero_first += m != g;   /* first visit: the full mask value */
-                    cover[cy * W + cx] = 1;
+    /* the loop, once with feather 0 and once with 16: window masks regenerate every
+     * masked pixel at least once and never touch a pixel outside the mask; with feather 0
+     * nothing is regenerated twice, with a feather only strips along the inner edges of
+     * earlier windows are; and a fake generator's colour ends up everywhere under the
+     * mask */
+    sd_img canvas = {0};
+    for (int feather = 0; feather <= 16; feather += 16) {
+        sd_img_free(&canvas);
+        sd_img_clone(canvas0, &canvas, NULL);
+        long zero_first = 0, outside = 0, redone = 0, strip_bound = 0;
+        memset(cover, 0, (size_t)W * H);
+        for (int k = 0; k < n; k++) {
+            sd_img wm, gen;
+            CHECK(sd_outpaint_window_mask(mask, wins, k, feather, &wm, &err) == SD_OK, "%s",
+                  err.msg);
+            for (int y = 0; y < wm.h; y++)
+                for (int x = 0; x < wm.w; x++) {
+                    int cx = wins[k].x + x, cy = wins[k].y + y;
+                    float m = *sd_img_px(&wm, x, y), g = *sd_img_px(mask, cx, cy);
+                    outside += m > 0.0f && !(g > 0.0f);
+                    outside += m > g;
+                    if (g > 0.0f && !cover[cy * W + cx]) {
+                        zero_first += m != g;   /* first visit: the full mask value */
+                        cover[cy * W + cx] = 1;
+                    } else if (m > 0.0f) {
+                        redone++;
+                    }
                 }
-            }
-        sd_img_new(wins[k].w, wins[k].h, canvas.c, &gen, NULL);
-        for (int y = 0; y < gen.h; y++)
-            for (int x = 0; x < gen.w; x++) {
-                float *q = sd_img_px(&gen, x, y);
-                q[0] = 0.25f, q[1] = 0.5f, q[2] = 0.75f;
-            }
-        CHECK(sd_img_composite(&canvas, wins[k].x, wins[k].y, &gen, &wm, &err) == SD_OK, "%s",
-              err.msg);
-        sd_img_free(&gen);
-        sd_img_free(&wm);
-    }
-    CHECK(zero_first == 0 && outside == 0, "%s: window masks: first visit %ld, outside %ld",
-          what, zero_first, outside);
-    long wrong = 0, changed = 0;
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            const float *q = sd_img_px(&canvas, x, y);
-            float g = *sd_img_px(mask, x, y);
-            if (g >= 1.0f)
-                wrong += fabsf(q[0] - 0.25f) > 1e-6f || fabsf(q[1] - 0.5f) > 1e-6f ||
-                         fabsf(q[2] - 0.75f) > 1e-6f;
-            else if (g <= 0.0f)
-                changed += memcmp(q, sd_img_px(canvas0, x, y), sizeof(float) * canvas.c) != 0;
+            strip_bound += 2L * (wins[k].w + wins[k].h) * feather;
+            sd_img_new(wins[k].w, wins[k].h, canvas.c, &gen, NULL);
+            for (int y = 0; y < gen.h; y++)
+                for (int x = 0; x < gen.w; x++) {
+                    float *q = sd_img_px(&gen, x, y);
+                    q[0] = 0.25f, q[1] = 0.5f, q[2] = 0.75f;
+                }
+            CHECK(sd_img_composite(&canvas, wins[k].x, wins[k].y, &gen, &wm, &err) == SD_OK,
+                  "%s", err.msg);
+            sd_img_free(&gen);
+            sd_img_free(&wm);
         }
-    CHECK(wrong == 0 && changed == 0, "%s: %ld new pixels not generated, %ld kept ones changed",
-          what, wrong, changed);
+        CHECK(zero_first == 0 && outside == 0,
+              "%s: window masks: first visit %ld, outside %ld", what, zero_first, outside);
+        CHECK(feather ? redone <= strip_bound && (n == 1 || redone > 0) : redone == 0,
+              "%s, feather %d: %ld pixels regenerated twice (bound %ld)", what, feather,
+              redone, strip_bound);
+        long wrong = 0, changed = 0;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                const float *q = sd_img_px(&canvas, x, y);
+                float g = *sd_img_px(mask, x, y);
+                if (g >= 1.0f)
+                    wrong += fabsf(q[0] - 0.25f) > 1e-6f || fabsf(q[1] - 0.5f) > 1e-6f ||
+                             fabsf(q[2] - 0.75f) > 1e-6f;
+                else if (g <= 0.0f)
+                    changed +=
+                        memcmp(q, sd_img_px(canvas0, x, y), sizeof(float) * canvas.c) != 0;
+            }
+        CHECK(wrong == 0 && changed == 0,
+              "%s: %ld new pixels not generated, %ld kept ones changed", what, wrong, changed);
+    }
     sd_img_free(&canvas);
     free(cover);
     free(content);

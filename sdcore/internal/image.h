@@ -83,10 +83,15 @@ sd_img sd_img_view(const float *data, int w, int h, int c, size_t stride);
  * sd_rect_inside(r, im->w, im->h); the view borrows im's data. */
 sd_img sd_img_sub(const sd_img *im, sd_rect r);
 
+/* Channel counts accepted by sd_img_check: bit k set = k channels. */
+#define SD_CH_MASK (1u << 1)
+#define SD_CH_COLOR ((1u << 3) | (1u << 4))            /* RGB or RGBA */
+#define SD_CH_ANY ((1u << 1) | (1u << 2) | (1u << 3) | (1u << 4))
+
 /* Validate an image that came from outside: data non-NULL, sizes in range, stride >= w*c,
- * channels among those allowed by `chan_mask` (bit k set = k channels accepted, e.g.
- * (1 << 3) | (1 << 4) for RGB or RGBA).  `what` names the argument in the message.
- * Returns SD_OK or SD_ERR_INVALID_ARG. */
+ * channels among those allowed by `chan_mask` (SD_CH_*, or bit k set = k channels
+ * accepted).  `what` names the argument in the message.  Returns SD_OK or
+ * SD_ERR_INVALID_ARG. */
 sd_status sd_img_check(const sd_img *im, unsigned chan_mask, const char *what, sd_error *err);
 
 /* A new owned, tightly packed copy of src.  Errors: SD_ERR_NOMEM. */

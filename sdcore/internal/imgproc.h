@@ -223,10 +223,13 @@ typedef struct sd_noise_estimate {
  * colour channel: the finest detail band is taken with Immerkaer's 3x3 operator
  * [1 -2 1; -2 4 -2; 1 -2 1] (a product of second differences across and down, blind to
  * constant, linear and axis-aligned structure; for white noise of std s its output has std
- * 6 s); pixels on strong edges, the 10 % with the largest Sobel gradient, are left out
- * (their noise is independent of the operator's output, so this adds no bias); sigma is
- * the median absolute response / (0.6745 * 6) (Donoho's MAD rule).  Needs at least 3x3
- * pixels.  Errors: SD_ERR_INVALID_ARG (sizes, no opaque pixel), SD_ERR_NOMEM. */
+ * 6 s); pixels on edges are left out by their Sobel gradient - first the 10 % strongest,
+ * then, re-estimating, every gradient above 3x what noise of the current estimate gives,
+ * keeping 20..90 % of the pixels (on noise the Sobel output is independent of the
+ * operator's, so leaving pixels out this way adds no bias); sigma is the median absolute
+ * response / (0.6745 * 6) (Donoho's MAD rule).  Large images are measured on evenly
+ * spaced rows (about 4 M pixels).  Needs at least 3x3 pixels.  Errors:
+ * SD_ERR_INVALID_ARG (sizes, no opaque pixel), SD_ERR_NOMEM. */
 sd_status sd_noise_estimate_img(const sd_img *img, sd_noise_estimate *out, sd_error *err);
 
 /* Map from estimated noise to the denoise filter's img2img strength: strength_lo at or
