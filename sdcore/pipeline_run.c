@@ -92,46 +92,13 @@ static bool unet_hook(void *user)
 
 /* ==== prompts ============================================================================ */
 
-/* Encode one prompt into an sd_malloc'ed [n_windows * 77, D] array. */
+/* Encode one prompt into an sd_malloc'ed [n_windows * 77, D] array: diffusers' raw
+ * tokenisation in reference mode, the A1111 syntax otherwise. */
 static sd_status encode_one(sd_run *r, const sd_tokenizer *tok, const char *text, float **out,
                             int *n_windows, sd_error *err)
 {
-    const sd_tok_mode mode = r->hp->text_pad_id == 0 ? SD_TOK_SD2 : SD_TOK_SD1;
-    const int D = sd_text_hidden_size(r->m);
-    sd_prompt_tokens pt = {0};
-    sd_tok_window win;
-    const int32_t *ids;
-    const float *weights = NULL;
-    size_t n;
-    sd_status st;
-    *out = NULL;
-    if (r->p.reference) {
-        /* diffusers: raw text, one window, truncated, no emphasis syntax */
-        if ((st = sd_tokenizer_window(tok, mode, text, &win, err)))
-            return st;
-        ids = win.ids;
-        n = 1;
-    } else {
-        if ((st = sd_prompt_tokenize(tok, mode, text, &pt, err)))
-            return st;
-        ids = pt.ids;
-        weights = pt.weights;
-        n = pt.n_chunks;
-    }
-    float *h = sd_malloc(n * SD_TEXT_WINDOW * (size_t)D * sizeof(float));
-    if (!h) {
-        st = sd_fail_nomem(err, "prompt embeddings");
-    } else {
-        st = sd_text_encode(r->ctx, r->m, ids, weights, (int)n, r->p.clip_skip, h, err);
-        if (st) {
-            sd_free(h);
-            h = NULL;
-        }
-    }
-    sd_prompt_tokens_free(&pt);
-    *out = h;
-    *n_windows = (int)n;
-    return st;
+    return sd_text_encode_prompt(r->ctx, r->m, tok, text, r->p.reference, r->p.clip_skip, out,
+                                 n_windows, err);
 }
 
 sd_status sd_run_encode_prompts(sd_run *r, sd_error *err)

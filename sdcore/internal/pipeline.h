@@ -88,6 +88,27 @@ sd_status sd_run_decode(sd_run *r, const float *latents, int h, int w, sd_img *o
 /* Draw n normals from the run's noise source. */
 sd_status sd_run_draw(sd_run *r, float *out, size_t n, sd_error *err);
 
+/* img2img on one RGB(A) image whose sides are multiples of 8, at its own size: encode
+ * (posterior sample), noise to the strength, sample, decode into a new owned RGB *out.
+ * The building block of img2img and of every denoise tile. */
+sd_status sd_run_img2img(sd_run *r, const sd_img *img, double strength, sd_img *out,
+                         sd_error *err);
+
+/* Inpaint one RGB(A) image (sides multiples of 8) through a soft mask of the same size at
+ * its own size: the masked-content fill, 4-channel re-imposition or 9-channel conditioning,
+ * sampling, decoding into a new owned RGB *out (the whole image; the caller composites).
+ * The building block of inpaint and of every outpaint window. */
+sd_status sd_run_inpaint(sd_run *r, const sd_img *img, const sd_img *mask, double strength,
+                         sd_img *out, sd_error *err);
+
+/* Sampler steps one sd_run_img2img / sd_run_inpaint call at this strength will take. */
+int sd_run_steps_for(const sd_run *r, double strength);
+
+/* A new owned RGBA copy of rgb (c = 3) with the alpha channel of `alpha_from` (same size;
+ * c = 4) or 1 when alpha_from has none.  Errors: SD_ERR_NOMEM. */
+sd_status sd_run_to_rgba(const sd_img *rgb, const sd_img *alpha_from, sd_img *out,
+                         sd_error *err);
+
 /* ---- the five filters: each fills *out (an owned RGBA image) ---------------------------- */
 sd_status sd_pipeline_txt2img(sd_run *r, sd_img *out, sd_error *err);
 sd_status sd_pipeline_img2img(sd_run *r, sd_img *out, sd_error *err);
