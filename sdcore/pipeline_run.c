@@ -337,6 +337,8 @@ sd_status sd_run_decode(sd_run *r, const float *latents, int h, int w, sd_img *o
     memset(out, 0, sizeof *out);
     if (!sd_run_report(r, SD_PHASE_DECODE))
         return SD_CANCELLED;
+    if (r->p.final_latents)
+        r->p.final_latents(latents, 4, h, w, r->p.final_latents_user);
     const size_t n = (size_t)3 * 64 * (size_t)h * (size_t)w;
     float *planar = sd_malloc(n * sizeof(float));
     if (!planar)

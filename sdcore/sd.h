@@ -334,6 +334,9 @@ typedef bool (*sd_progress_fn)(const sd_progress *p, void *user);
  * latent-to-RGB approximation) of the current estimate of the region being generated, at
  * model resolution.  The image is valid only during the call. */
 typedef void (*sd_preview_fn)(const sd_image *img, const sd_progress *p, void *user);
+/* Optional: the final latents [channels, h, w] of each generated region, just before they
+ * are decoded (for tests and tools).  Valid only during the call. */
+typedef void (*sd_latents_fn)(const float *latents, int channels, int h, int w, void *user);
 
 typedef struct sd_gen_params {
     sd_task task;
@@ -380,6 +383,8 @@ typedef struct sd_gen_params {
     void *progress_user;
     sd_preview_fn preview;
     void *preview_user;
+    sd_latents_fn final_latents;
+    void *final_latents_user;
 } sd_gen_params;
 
 /* Defaults for a task: everything AUTO / model default, strength default, mask_blur 4,
