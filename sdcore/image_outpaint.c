@@ -288,7 +288,8 @@ sd_status sd_outpaint_windows(const sd_img *mask, int win_w, int win_h, int min_
                        "outpaint windows: canvas %dx%d, window %dx%d, overlap %d", W, H, win_w,
                        win_h, min_overlap);
     const int ww = SD_MIN(win_w, W & ~7), wh = SD_MIN(win_h, H & ~7);
-    const int ovx = SD_MIN(min_overlap, ww - 8), ovy = SD_MIN(min_overlap, wh - 8);
+    /* at most half a window: more buys nothing and makes every pixel lie in many windows */
+    const int ovx = SD_MIN(min_overlap, ww / 2), ovy = SD_MIN(min_overlap, wh / 2);
     const int nx = sd_tile_positions(W, ww, ovx, NULL), ny = sd_tile_positions(H, wh, ovy, NULL);
     const int nc = nx * ny;
     const size_t npx = (size_t)W * (size_t)H;

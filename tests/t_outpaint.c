@@ -360,6 +360,16 @@ static void check_windows(void)
     sd_img small = sd_img_sub(&mask, sd_rect_make(0, 0, 7, 20));
     CHECK(sd_outpaint_windows(&small, 512, 512, 64, &wins, &n, &err) == SD_ERR_INVALID_ARG,
           "canvas narrower than 8");
+    /* an absurd overlap is limited to half a window (and stays fast) */
+    CHECK(sd_outpaint_windows(&mask, 256, 256, 248, &wins, &n, &err) == SD_OK && n >= 1,
+          "huge overlap: %s", err.msg);
+    sd_rect *half = NULL;
+    int nh = 0;
+    sd_outpaint_windows(&mask, 256, 256, 128, &half, &nh, NULL);
+    CHECK(n == nh && memcmp(wins, half, (size_t)n * sizeof *wins) == 0,
+          "overlap clamped to half a window: %d vs %d windows", n, nh);
+    sd_free(half);
+    sd_free(wins);
     sd_img empty;
     sd_img_new(64, 64, 1, &empty, NULL);
     CHECK(sd_outpaint_windows(&empty, 64, 64, 0, &wins, &n, &err) == SD_OK && n == 0,

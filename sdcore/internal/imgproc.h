@@ -91,7 +91,8 @@ typedef struct sd_inpaint_crop {
     sd_rect region;      /* the part of the source image that is processed */
     int proc_w, proc_h;  /* its processing size (multiples of 8) */
     sd_img paste_mask;   /* source-sized, c = 1: the blurred mask the result is pasted with */
-    sd_img image;        /* proc_w x proc_h x 3: the region resized (Lanczos-3), alpha dropped */
+    sd_img image;        /* proc_w x proc_h x 3: the region's colours as stored (straight, alpha
+                          * dropped) resized with Lanczos-3 */
     sd_img mask;         /* proc_w x proc_h x 1: paste_mask's region resized (soft; the sampler
                           * binarises it, see sd_mask_to_latent) */
 } sd_inpaint_crop;
@@ -153,13 +154,13 @@ sd_status sd_outpaint_extend(const sd_img *src, const sd_outpaint_params *p, sd_
 /* Model-resolution windows covering every pixel of mask (c = 1) that is > 0.  Windows are
  * win_w x win_h (multiples of 8), shrunk to the largest multiple of 8 that fits the canvas
  * when it is smaller, and placed on a grid with at least min_overlap pixels of overlap
- * (0 <= min_overlap <= size - 8).  They are returned in processing order: each next window
- * is the one with the most content already present (original pixels, mask < 0.5, or
- * pixels of windows before it) times the masked pixels it still has to cover, so windows
- * grow outward from the original image and each sees filled neighbours; windows with
- * nothing left to cover are dropped.  *out (sd_malloc'd, free with sd_free) gets *n
- * rectangles.  Errors: SD_ERR_INVALID_ARG (mask smaller than 8x8, bad sizes),
- * SD_ERR_NOMEM. */
+ * (>= 0; reduced to half the window size when larger).  They are returned in processing
+ * order: each next window is the one with the most content already present (original
+ * pixels, mask < 0.5, or pixels of windows before it) times the masked pixels it still
+ * has to cover, so windows grow outward from the original image and each sees filled
+ * neighbours; windows with nothing left to cover are dropped.  *out (sd_malloc'd, free
+ * with sd_free) gets *n rectangles (*n is 0 for an empty mask).  Errors:
+ * SD_ERR_INVALID_ARG (mask smaller than 8x8, bad sizes), SD_ERR_NOMEM. */
 sd_status sd_outpaint_windows(const sd_img *mask, int win_w, int win_h, int min_overlap,
                               sd_rect **out, int *n, sd_error *err);
 
@@ -176,8 +177,8 @@ sd_status sd_outpaint_window_mask(const sd_img *mask, const sd_rect *wins, int k
 
 /* Start positions of evenly spaced spans of length `tile` covering 0 .. extent-1, with at
  * least `overlap` in common between neighbours: a single span at 0 when tile >= extent,
- * else 1 + ceil((extent - tile) / (tile - overlap)) spans from 0 to extent - tile.
- * Requires 1 <= tile <= extent (or tile >= extent for the single span) and
+ * else 1 + ceil((extent - tile) / (tile - overlap)) spans from 0 to extent - tile, every
+ * gap at most tile - overlap.  Requires tile >= 1 and, when tile < extent,
  * 0 <= overlap < tile.  Writes them to pos (may be NULL) and returns their number. */
 int sd_tile_positions(int extent, int tile, int overlap, int *pos);
 
@@ -196,7 +197,8 @@ sd_status sd_tiles_plan(int w, int h, int tile_w, int tile_h, int overlap, sd_re
  * the weights. */
 typedef struct sd_tile_acc sd_tile_acc;
 
-/* A w x h x c accumulator with the given ramp (>= 1 px; use the planned overlap).
+/* A w x h x c accumulator with the given ramp (>= 1 px; the planned overlap, or 1 for
+ * tiles without overlap).
  * Errors: SD_ERR_INVALID_ARG, SD_ERR_NOMEM.  Free with sd_tile_acc_free. */
 sd_status sd_tile_acc_new(int w, int h, int c, int ramp, sd_tile_acc **out, sd_error *err);
 void sd_tile_acc_free(sd_tile_acc *a);
