@@ -41,6 +41,9 @@ static sd_status fill_from_surroundings(const sd_img *img, const sd_img *bin, sd
                 sd_img_px(&known, x, y)[c] = masked ? 0.0f : sd_img_px(img, x, y)[c];
             sd_img_px(&wsum, x, y)[0] = masked ? 0.0f : 1.0f;
         }
+    if ((st = sd_img_new(img->w, img->h, 3, &bk, err)) ||
+        (st = sd_img_new(img->w, img->h, 1, &bw, err)))
+        goto out;
     const float big = (float)(img->w > img->h ? img->w : img->h);
     for (float sigma = 4.0f; left > 0; sigma *= 2.0f) {
         if ((st = sd_img_blur(&known, sigma, sigma, &bk, err)) ||
@@ -56,8 +59,6 @@ static sd_status fill_from_surroundings(const sd_img *img, const sd_img *bin, sd
                 todo[(size_t)y * img->w + x] = 0;
                 left--;
             }
-        sd_img_free(&bk);
-        sd_img_free(&bw);
         if (sigma >= big)
             break;
     }
