@@ -20,8 +20,11 @@ static int cmd_sysinfo(int argc, char **argv)
 static const sd_cli_cmd cmd_sysinfo_entry = {
     "sysinfo", "", "CPU features found and the kernel variant in use", cmd_sysinfo};
 
+extern const sd_cli_cmd sd_cli_cmd_info;
+
 static const sd_cli_cmd *const commands[] = {
     &cmd_sysinfo_entry,
+    &sd_cli_cmd_info,
 };
 
 int sd_cli_fail(const char *cmd, const char *fmt, ...)
