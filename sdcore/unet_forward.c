@@ -24,7 +24,8 @@ enum { FF_ROWS = 1024 };
 
 typedef struct plan {
     size_t act;        /* floats: largest main-path activation (incl. concat, upsampled) */
-    size_t tok;        /* floats: largest transformer activation B * HW * inner */
+    size_t res_out;    /* floats: largest ResBlock output B * cout * HW */
+    size_t tok;        /* floats: largest transformer activation B * HW * max(inner, c) */
     size_t kv;         /* floats: largest key/value buffer (B * HW or B * L rows) */
     size_t ff_rows;    /* rows per feed-forward chunk */
     size_t ff;         /* largest feed-forward width */
@@ -57,9 +58,11 @@ static void plan_block(plan *p, const sd_unet_block *blk, size_t B, size_t L, si
         switch (l->kind) {
         case SD_UNET_RES:
             p->max_cout = SD_MAX(p->max_cout, l->cout);
+            upd(p, &p->res_out, B, (size_t)l->cout, (size_t)s->h, (size_t)s->w);
             break;
         case SD_UNET_XF:
-            upd(p, &p->tok, B, (size_t)s->h, (size_t)s->w, (size_t)l->xf.inner);
+            upd(p, &p->tok, B, (size_t)s->h, (size_t)s->w,
+                (size_t)SD_MAX(l->xf.inner, l->xf.c));
             upd(p, &p->kv, B, L, (size_t)l->xf.inner, 1);
             p->ff = SD_MAX(p->ff, (size_t)l->xf.ff);
             break;
@@ -241,11 +244,10 @@ sd_status sd_unet_forward(sd_ctx *ctx, const sd_unet *u, const sd_unet_args *a, 
     if ((st = make_plan(u, a, &p, f.skip_hw, err)))
         goto out;
 
-    size_t big = SD_MAX(p.act, p.tok);
     f.bufs[0] = alloc_floats(p.act);
     f.bufs[1] = alloc_floats(p.act);
-    f.ws_mem[0] = ws.t1 = alloc_floats(big);
-    f.ws_mem[1] = ws.t2 = alloc_floats(big);
+    f.ws_mem[0] = ws.t1 = alloc_floats(SD_MAX(p.act, p.tok));
+    f.ws_mem[1] = ws.t2 = alloc_floats(SD_MAX(p.res_out, p.tok));
     f.ws_mem[2] = ws.hid = alloc_floats(p.tok);
     f.ws_mem[3] = ws.q = alloc_floats(p.tok);
     f.ws_mem[4] = ws.k = alloc_floats(p.kv);
