@@ -3,14 +3,18 @@
  * heads), loaded from the single f16 files, the diffusers folders and an f32 single file;
  * with the default and the reference kernels.  Also: properties that need no reference
  * (batch items independent, a repeated context changes nothing, odd latent sizes),
- * cancellation, clear errors for missing or truncated tensors, allocation failures, and
- * the peak memory of a 64x64 forward. */
+ * cancellation, clear errors for missing or truncated tensors, allocation failures, the
+ * peak memory of a 64x64 forward, and the description built from full-size SD 1.5,
+ * SD 1.5 inpainting and SD 2.1 layouts. */
 #include "harness.h"
+#include "internal/json.h"
 #include "internal/model.h"
 #include "internal/ops.h"
 #include "internal/safetensors.h"
 #include "internal/unet.h"
+#include "internal/unet_net.h"
 
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -542,11 +546,119 @@ static void test_peak_memory(sd_ctx *ctx)
             "score matrix: %.0f MiB (x 2 heads x %d batch items untiled)\n",
             (double)peak / 1048576.0, (double)score / 1048576.0, B);
     CHECK(peak < score, "peak %zu bytes, score matrix %zu", peak, score);
+    size_t plan = 0;
+    CHECK(sd_unet_memory(u, B, H, W, g.L, &plan, &err) == SD_OK, "%s", err.msg);
+    fprintf(stderr, "     planned by sd_unet_memory: %.2f MiB (the rest is the ops' scratch)\n",
+            (double)plan / 1048576.0);
+    CHECK(plan <= peak && peak < plan + plan / 2, "measured peak %zu vs planned %zu", peak,
+          plan);
     free(x);
     free(y);
     free_case(&g);
     sd_unet_free(u);
     sd_model_free(m);
+}
+
+/* A file with the header of a full-size checkpoint (full-size-layouts.json: name ->
+ * [dtype, shape]) whose data section is a hole: building the UNet reads no tensor data, so
+ * this checks the description at real scale without 2 GB of weights. */
+static bool write_header_only(const sd_json *layout, const char *path)
+{
+    char *hdr = NULL;
+    size_t len = 0;
+    FILE *ms = open_memstream(&hdr, &len);
+    if (!ms)
+        return false;
+    uint64_t off = 0;
+    fputc('{', ms);
+    for (size_t i = 0; i < layout->n; i++) {
+        const char *dtype = sd_json_str(sd_json_at(&layout->items[i], 0), "F16");
+        const sd_json *shape = sd_json_at(&layout->items[i], 1);
+        uint64_t size = strcmp(dtype, "F32") ? 2 : 4;
+        fprintf(ms, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i ? "," : "",
+                layout->keys[i].str, dtype);
+        for (size_t d = 0; shape && d < shape->n; d++) {
+            size *= (uint64_t)shape->items[d].integer;
+            fprintf(ms, "%s%lld", d ? "," : "", (long long)shape->items[d].integer);
+        }
+        fprintf(ms, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                (unsigned long long)(off + size));
+        off += size;
+    }
+    fputc('}', ms);
+    while (ftell(ms) % 8)
+        fputc(' ', ms);
+    fclose(ms);
+    unsigned char n8[8];
+    for (int i = 0; i < 8; i++)
+        n8[i] = (unsigned char)((uint64_t)len >> (8 * i));
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    bool ok = fd >= 0 && write(fd, n8, 8) == 8 && write(fd, hdr, len) == (ssize_t)len &&
+              ftruncate(fd, (off_t)(8 + len + off)) == 0;
+    if (fd >= 0)
+        close(fd);
+    free(hdr);
+    return ok;
+}
+
+static void test_full_size(sd_ctx *ctx)
+{
+    sd_json *root = NULL;
+    sd_error err = {0};
+    if (sd_json_parse_file(t_data("full-size-layouts.json"), 1 << 20, &root, &err) != SD_OK) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    static const struct {
+        const char *key;
+        int in_channels, context_dim;
+        bool linear_proj;
+        int dh[4];   /* attention head width per level: SD 1.x 8 heads, SD 2.x 64 wide */
+    } cases[] = {
+        {"sd15", 4, 768, false, {40, 80, 160, 160}},
+        {"sd15-inpaint", 9, 768, false, {40, 80, 160, 160}},
+        {"sd21", 4, 1024, true, {64, 64, 64, 64}},
+    };
+    const char *path = out_path("t_unet-full.safetensors");
+    for (size_t i = 0; i < SD_ARRAY_LEN(cases); i++) {
+        if (!write_header_only(sd_json_get(root, cases[i].key), path)) {
+            CHECK(0, "write %s", cases[i].key);
+            continue;
+        }
+        sd_model *m;
+        sd_unet *u = open_unet(ctx, path, &m);
+        if (!u)
+            continue;
+        sd_unet_info info;
+        sd_unet_get_info(u, &info);
+        CHECK(info.in_channels == cases[i].in_channels && info.out_channels == 4 &&
+                  info.model_channels == 320 && info.context_dim == cases[i].context_dim &&
+                  info.levels == 4 && info.n_transformers == 16 &&
+                  info.linear_proj == cases[i].linear_proj && u->n_in == 11 && u->n_out == 12,
+              "full-size %s: in %d mc %d ctx %d levels %d transformers %d linear %d",
+              cases[i].key, info.in_channels, info.model_channels, info.context_dim,
+              info.levels, info.n_transformers, info.linear_proj);
+        /* input_blocks 1, 4, 7 hold the first transformer of levels 0..2; the middle
+         * block's runs at level 3 */
+        const sd_unet_xf *xf[4] = {&u->in[0].layers[1].xf, &u->in[3].layers[1].xf,
+                                   &u->in[6].layers[1].xf, &u->mid.layers[1].xf};
+        for (int l = 0; l < 4; l++)
+            CHECK(xf[l]->dh == cases[i].dh[l] && xf[l]->depth == 1 &&
+                      xf[l]->ff == 4 * xf[l]->inner,
+                  "full-size %s level %d: head width %d, depth %d", cases[i].key, l,
+                  xf[l]->dh, xf[l]->depth);
+        /* what a 512x512 (SD 1.x) / 768x768 (SD 2.x) image with CFG needs */
+        int lat = cases[i].context_dim == 1024 ? 96 : 64;
+        size_t bytes = 0;
+        CHECK(sd_unet_memory(u, 2, lat, lat, 77, &bytes, &err) == SD_OK, "%s", err.msg);
+        fprintf(stderr, "     full-size %s, %dx%d latents, batch 2: %.0f MiB of activations\n",
+                cases[i].key, lat, lat, (double)bytes / 1048576.0);
+        CHECK(bytes > 0 && bytes < ((size_t)1 << 30), "%s: %zu bytes", cases[i].key, bytes);
+        sd_unet_free(u);
+        sd_model_free(m);
+    }
+    unlink(path);
+    sd_json_free(root);
 }
 
 int main(int argc, char **argv)
@@ -565,6 +677,7 @@ int main(int argc, char **argv)
         test_cancel_and_args(ctx);
         test_bad_tensors(ctx);
         test_peak_memory(ctx);
+        test_full_size(ctx);
     }
     sd_ctx_free(ctx);
     sd_ctx_free(ref_ctx);
