@@ -10,7 +10,9 @@
  * block that concatenates it; besides those, two main-path buffers (X, Y) hold the current
  * activation and the next, and the workspace (sd_unet_ws) a fixed number of
  * activation-sized temporaries plus one feed-forward chunk.  Attention runs through the
- * tiled op, so nothing grows with the square of the token count. */
+ * tiled op, so nothing grows with the square of the token count.  For SD 1.5 at 64x64
+ * latents, batch 2, that is about 250 MiB (sd_unet_memory), against roughly 2.5 GB of
+ * activations in diffusers with materialised attention maps. */
 #include "internal/ops.h"
 #include "internal/unet_net.h"
 

@@ -512,6 +512,16 @@ static void test_bad_tensors(sd_ctx *ctx)
         sd_model_free(m);
     }
     remove_variant(path);
+
+    /* a model without a UNet */
+    sd_error err = {0};
+    sd_model *m = NULL;
+    sd_unet *u = NULL;
+    CHECK(sd_model_load(ctx, t_data("taesd/taesd_decoder.safetensors"), &m, &err) == SD_OK,
+          "%s", err.msg);
+    CHECK(m && sd_unet_new(m, &u, &err) == SD_ERR_FORMAT && !u && strstr(err.msg, "no UNet"),
+          "TAESD file: %s", err.msg);
+    sd_model_free(m);
 }
 
 /* Peak memory of one 64x64 forward, batch 2: below a single stored 4096 x 4096 score
