@@ -23,12 +23,14 @@ static const sd_cli_cmd cmd_sysinfo_entry = {
 extern const sd_cli_cmd sd_cli_cmd_info;
 extern const sd_cli_cmd sd_cli_cmd_tokenize;
 extern const sd_cli_cmd sd_cli_cmd_encode_text;
+extern const sd_cli_cmd sd_cli_cmd_unet;
 
 static const sd_cli_cmd *const commands[] = {
     &cmd_sysinfo_entry,
     &sd_cli_cmd_info,
     &sd_cli_cmd_tokenize,
     &sd_cli_cmd_encode_text,
+    &sd_cli_cmd_unet,
 };
 
 int sd_cli_fail(const char *cmd, const char *fmt, ...)
