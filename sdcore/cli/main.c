@@ -28,6 +28,7 @@ extern const sd_cli_cmd sd_cli_cmd_img2img;
 extern const sd_cli_cmd sd_cli_cmd_inpaint;
 extern const sd_cli_cmd sd_cli_cmd_outpaint;
 extern const sd_cli_cmd sd_cli_cmd_denoise;
+extern const sd_cli_cmd sd_cli_cmd_unet;
 
 static const sd_cli_cmd *const commands[] = {
     &cmd_sysinfo_entry,
@@ -39,6 +40,7 @@ static const sd_cli_cmd *const commands[] = {
     &sd_cli_cmd_inpaint,
     &sd_cli_cmd_outpaint,
     &sd_cli_cmd_denoise,
+    &sd_cli_cmd_unet,
 };
 
 int sd_cli_fail(const char *cmd, const char *fmt, ...)
