@@ -156,6 +156,8 @@ static sd_status validate(const sd_model *m, const sd_gen_params *p, sd_error *e
         return sd_fail(err, SD_ERR_INVALID_ARG, "mask blur or padding out of range");
     if ((unsigned)p->fill >= SD_FILL_COUNT)
         return sd_fail(err, SD_ERR_INVALID_ARG, "unknown masked-content mode");
+    if (p->memory_limit_mb < 0)
+        return sd_fail(err, SD_ERR_INVALID_ARG, "memory limit must be >= 0 (0 = automatic)");
     if (p->n_noise_draws < 0 || (p->n_noise_draws > 0 && (!p->noise_draws || !p->noise_sizes)))
         return sd_fail(err, SD_ERR_INVALID_ARG, "replayed noise: arrays missing");
     sd_status st;
@@ -248,6 +250,10 @@ sd_status sd_generate(sd_ctx *ctx, const sd_model *m, const sd_gen_params *param
     sd_run r;
     if ((st = sd_run_init(&r, ctx, m, &p, err)))
         return st;
+    if ((st = sd_run_check_memory(&r, err))) {
+        sd_run_free(&r);
+        return st;
+    }
     sd_img img = {0};
     float sigma = -1;
     switch (p.task) {

@@ -385,6 +385,8 @@ typedef struct sd_gen_params {
     void *preview_user;
     sd_latents_fn final_latents;
     void *final_latents_user;
+    int64_t memory_limit_mb;     /* refuse requests estimated above this; 0 = 90 % of the
+                                    memory the system has available */
 } sd_gen_params;
 
 /* Defaults for a task: everything AUTO / model default, strength default, mask_blur 4,
@@ -407,7 +409,8 @@ typedef struct sd_gen_result {
     float noise_sigma;           /* denoise: the estimated noise level (0..255); else -1 */
 } sd_gen_result;
 
-/* Run one filter.  m must have a UNet, text encoder and VAE (or p->taesd for decoding);
+/* Run one filter.  Before any work the peak memory of the request is estimated and the
+ * request refused (SD_ERR_TOO_LARGE) when it would not fit.  m must have a UNet, text encoder and VAE (or p->taesd for decoding);
  * inpainting models (9 input channels) serve inpaint and outpaint only.
  * Errors: SD_ERR_INVALID_ARG (a parameter out of range, a missing or empty mask, the wrong
  * model kind for the task; the message says which), SD_ERR_TOO_LARGE (the request would not

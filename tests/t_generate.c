@@ -346,6 +346,18 @@ static void test_cancel_and_errors(void)
     CHECK(sd_generate(ctx, sd15, &p, &r, &err) == SD_ERR_INVALID_ARG, "steps range");
     p = base(SD_TASK_INPAINT);
     CHECK(sd_generate(ctx, sd15, &p, &r, &err) == SD_ERR_INVALID_ARG, "inpaint without image");
+    /* the memory guard: 20000 x 20000 at the model's own size, and a small explicit limit */
+    p = base(SD_TASK_TXT2IMG);
+    p.width = p.height = 20000;
+    p.reference = true;
+    CHECK(sd_generate(ctx, sd15, &p, &r, &err) == SD_ERR_TOO_LARGE && !r.image.data &&
+              strstr(err.msg, "MB"),
+          "20000x20000: %s", err.msg);
+    p = base(SD_TASK_TXT2IMG);
+    p.width = p.height = 2048;
+    p.memory_limit_mb = 16;
+    CHECK(sd_generate(ctx, sd15, &p, &r, &err) == SD_ERR_TOO_LARGE && strstr(err.msg, "limit"),
+          "explicit limit: %s", err.msg);
 }
 
 int main(void)

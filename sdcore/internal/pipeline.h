@@ -34,6 +34,11 @@ typedef struct sd_run {
     bool cancelled;
 } sd_run;
 
+/* Refuse a request whose estimated peak memory exceeds the limit (p.memory_limit_mb, or 90 %
+ * of the memory the system has available): SD_ERR_TOO_LARGE with the estimate and the limit
+ * in the message.  Call after sd_run_init. */
+sd_status sd_run_check_memory(const sd_run *r, sd_error *err);
+
 /* Monotonic clock in seconds. */
 double sd_now(void);
 
