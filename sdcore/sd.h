@@ -193,6 +193,16 @@ typedef enum sd_prediction {
     SD_PREDICT_V,
 } sd_prediction;
 
+/* Distilled variants share the architecture of their base family but want other sampling
+ * defaults.  Told by a config (diffusers scheduler_config.json: an LCMScheduler, or
+ * "trailing" spacing as the SD-Turbo repository ships), or else by the file name
+ * ("turbo", "lcm" anywhere in it, any case). */
+typedef enum sd_variant {
+    SD_VARIANT_BASE = 0,
+    SD_VARIANT_TURBO,            /* SD-Turbo: 1-4 steps, no guidance, trailing spacing */
+    SD_VARIANT_LCM,              /* latent consistency: LCM sampler, 2-8 steps, no guidance */
+} sd_variant;
+
 typedef struct sd_model sd_model;
 
 /* Load a model from `path`: a .safetensors single file (original naming), a diffusers
@@ -210,6 +220,7 @@ typedef struct sd_model_info {
     sd_family family;
     sd_dtype dtype;              /* dtype of most of the floating-point weights */
     sd_prediction prediction;    /* as stated by a config, else SD_PREDICT_UNKNOWN */
+    sd_variant variant;
     bool has_unet, has_vae, has_text_encoder, has_taesd_encoder, has_taesd_decoder;
     int unet_in_channels;        /* 4, or 9 for inpainting models */
     int64_t params_unet, params_vae, params_text, params_taesd;
@@ -323,6 +334,9 @@ typedef bool (*sd_progress_fn)(const sd_progress *p, void *user);
  * latent-to-RGB approximation) of the current estimate of the region being generated, at
  * model resolution.  The image is valid only during the call. */
 typedef void (*sd_preview_fn)(const sd_image *img, const sd_progress *p, void *user);
+/* Optional: the final latents [channels, h, w] of each generated region, just before they
+ * are decoded (for tests and tools).  Valid only during the call. */
+typedef void (*sd_latents_fn)(const float *latents, int channels, int h, int w, void *user);
 
 typedef struct sd_gen_params {
     sd_task task;
@@ -369,6 +383,10 @@ typedef struct sd_gen_params {
     void *progress_user;
     sd_preview_fn preview;
     void *preview_user;
+    sd_latents_fn final_latents;
+    void *final_latents_user;
+    int64_t memory_limit_mb;     /* refuse requests estimated above this; 0 = 90 % of the
+                                    memory the system has available */
 } sd_gen_params;
 
 /* Defaults for a task: everything AUTO / model default, strength default, mask_blur 4,
@@ -391,7 +409,8 @@ typedef struct sd_gen_result {
     float noise_sigma;           /* denoise: the estimated noise level (0..255); else -1 */
 } sd_gen_result;
 
-/* Run one filter.  m must have a UNet, text encoder and VAE (or p->taesd for decoding);
+/* Run one filter.  Before any work the peak memory of the request is estimated and the
+ * request refused (SD_ERR_TOO_LARGE) when it would not fit.  m must have a UNet, text encoder and VAE (or p->taesd for decoding);
  * inpainting models (9 input channels) serve inpaint and outpaint only.
  * Errors: SD_ERR_INVALID_ARG (a parameter out of range, a missing or empty mask, the wrong
  * model kind for the task; the message says which), SD_ERR_TOO_LARGE (the request would not

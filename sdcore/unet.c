@@ -410,6 +410,8 @@ static sd_status build(builder *b)
     sd_status st;
 
     /* conv_in and the time embedding MLP */
+    if (!has(b, "input_blocks.0.0", "weight") && !has(b, "time_embed.0", "weight"))
+        return sd_fail(b->err, SD_ERR_FORMAT, "model has no UNet (no " PFX "* tensors)");
     if ((st = get(b, &u->conv_in_w, "input_blocks.0.0", "weight", 4,
                   (int64_t[]){ANY, ANY, 3, 3})))
         return st;

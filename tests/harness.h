@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int t_passed, t_failed;
 
@@ -81,6 +83,52 @@ static inline const char *t_tmp(const char *name)
         fprintf(stderr, "cannot create %s\n", base);
     snprintf(b, sizeof buf[0], "%s/%s", base, name);
     return b;
+}
+
+/* Path of the `sd` tool: $SD_BIN, else ../sd next to this test binary (build/tests/t_x ->
+ * build/sd). */
+static inline const char *t_sd_bin(void)
+{
+    static char path[1024];
+    const char *bin = getenv("SD_BIN");
+    if (bin && *bin)
+        return bin;
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
+    if (n <= 0)
+        return "build/sd";
+    path[n] = 0;
+    char *slash = strrchr(path, '/');
+    if (slash)
+        strcpy(slash, "/../sd");
+    return path;
+}
+
+/* Run the `sd` tool (t_sd_bin()) with `args`
+ * (shell-quoted by the caller), capturing stdout and stderr into the buffers (NUL-terminated,
+ * truncated to their size).  Returns the exit status, 128 for a crash, -1 if it could not
+ * run. */
+static inline int t_run_sd(const char *args, char *out, size_t cap, char *errs, size_t ecap)
+{
+    char cmd[8192], o[1024], e[1024];
+    snprintf(o, sizeof o, "%s", t_tmp("sd-stdout.txt"));
+    snprintf(e, sizeof e, "%s", t_tmp("sd-stderr.txt"));
+    if ((size_t)snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", t_sd_bin(), args, o, e) >=
+        sizeof cmd)
+        return -1;
+    int rc = system(cmd);
+    char *bufs[2] = {out, errs};
+    size_t caps[2] = {cap, ecap};
+    const char *paths[2] = {o, e};
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen(paths[k], "rb");
+        size_t n = f && caps[k] ? fread(bufs[k], 1, caps[k] - 1, f) : 0;
+        if (caps[k])
+            bufs[k][n] = 0;
+        if (f)
+            fclose(f);
+        remove(paths[k]);
+    }
+    return rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
 
 /* The closing line CI reads. Returns the process exit status. */

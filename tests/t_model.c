@@ -10,14 +10,12 @@
 #include "internal/safetensors.h"
 
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 static char tmpdir[256];
-static char sd_bin[1024];
 
 /* A path in the test's temporary folder; valid until 16 more calls. */
 static const char *tmp(const char *name)
@@ -1009,28 +1007,14 @@ static void test_nomem(void)
 static int run_capture(const char *args, char *out, size_t cap, char *errs, size_t ecap)
 {
     char cmd[3000];
-    snprintf(cmd, sizeof cmd, "'%s' info %s >'%s' 2>'%s'", sd_bin, args, tmp("out.txt"),
-             tmp("err.txt"));
-    int rc = system(cmd);
-    FILE *f = fopen(tmp("out.txt"), "rb");
-    size_t n = f ? fread(out, 1, cap - 1, f) : 0;
-    out[n] = 0;
-    if (f)
-        fclose(f);
-    f = fopen(tmp("err.txt"), "rb");
-    n = f ? fread(errs, 1, ecap - 1, f) : 0;
-    errs[n] = 0;
-    if (f)
-        fclose(f);
-    remove(tmp("out.txt"));
-    remove(tmp("err.txt"));
-    return rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+    snprintf(cmd, sizeof cmd, "info %s", args);
+    return t_run_sd(cmd, out, cap, errs, ecap);
 }
 
 static void test_cli(void)
 {
-    if (access(sd_bin, X_OK) != 0) {
-        CHECK(0, "%s not built", sd_bin);
+    if (access(t_sd_bin(), X_OK) != 0) {
+        CHECK(0, "%s not built", t_sd_bin());
         return;
     }
     char out[4096], errs[4096], arg[1200];
@@ -1053,19 +1037,14 @@ static void test_cli(void)
     remove(bad);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
     const char *td = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/t_model.XXXXXX", td && *td ? td : "/tmp");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         return 1;
     }
-    /* build/tests/t_model -> build/sd */
-    char self[1024];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(sd_bin, sizeof sd_bin, "%s/../sd", dirname(self));
 
     test_single_files();
     test_openclip_split();

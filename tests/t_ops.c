@@ -647,6 +647,33 @@ static void test_to_f32(void)
     sd_tensor_free(&ti);
 }
 
+/* ==== concurrency ============================================================================= */
+
+/* The same call on the same 2-thread ctx gives bit-identical results every time: the work
+ * split is deterministic, so any difference would be a race (e.g. in concurrent sgemm). */
+static void test_determinism(void)
+{
+    sd_ctx *ctx = cfgs[3].ctx;
+    const int C = 32, H = 24, O = 48;
+    size_t nx = (size_t)C * H * H, ny = (size_t)O * H * H;
+    float *x = randv(nx, -1, 1), *wv = randv((size_t)O * C * 9, -1, 1);
+    float *first = malloc(ny * 4), *y = malloc(ny * 4);
+    sd_tensor w = make_w(SD_DTYPE_F16, 4, (int64_t[]){O, C, 3, 3}, wv);
+    sd_conv2d_params p = {.stride = 1, .pad_top = 1, .pad_left = 1, .pad_bottom = 1,
+                          .pad_right = 1};
+    sd_error err = {0};
+    sd_status st = sd_op_conv2d(ctx, x, 1, C, H, H, &w, NULL, &p, first, &err);
+    int differing = 0;
+    for (int rep = 0; rep < 30 && st == SD_OK; rep++) {
+        st = sd_op_conv2d(ctx, x, 1, C, H, H, &w, NULL, &p, y, &err);
+        differing += memcmp(first, y, ny * 4) != 0;
+    }
+    CHECK(st == SD_OK && differing == 0, "repeated conv: %d of 30 runs differ (%s)", differing,
+          err.msg);
+    sd_tensor_free(&w);
+    free(x), free(wv), free(first), free(y);
+}
+
 /* ==== errors and allocation failure ========================================================== */
 
 static void test_errors(void)
@@ -702,6 +729,12 @@ static void test_errors(void)
     CHECK(sd_op_attention(ctx, x, x + 100, x + 200, x + 16, &ap, &err) == SD_ERR_INVALID_ARG,
           "output overlapping q");
     CHECK(sd_op_attention(ctx, x, x + 100, x + 200, y, &ap, &err) == SD_OK, "valid attention");
+    /* q, k, v and out as column slices of one [3, 32] buffer: disjoint, accepted */
+    ap.q_rs = ap.k_rs = ap.v_rs = ap.o_rs = 32;
+    CHECK(sd_op_attention(ctx, x, x + 8, x + 16, x + 24, &ap, &err) == SD_OK,
+          "column slices of one buffer: %s", err.msg);
+    CHECK(sd_op_attention(ctx, x, x + 8, x + 16, x + 20, &ap, &err) == SD_ERR_INVALID_ARG,
+          "output columns overlapping v");
     sd_tensor_free(&w), sd_tensor_free(&b3), sd_tensor_free(&wi), sd_tensor_free(&cw);
     sd_tensor_free(&g);
     free(x), free(y);
@@ -831,10 +864,13 @@ int main(void)
     test_conv((conv_case){1, 3, 6, 5, 2, 4, 2, 3, 2, 0, 1, 3, SD_DTYPE_F32, true}, 0, false);
     test_conv((conv_case){1, 1, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F32, true}, 0, false);
     test_conv((conv_case){1, 4, 16, 16, 64, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
-    /* several im2col tiles (C*9 x 9216 > COL_BYTES) and several weight blocks (f16, O*C*9
-     * > WBLOCK_BYTES) */
+    /* several im2col tiles (C*9 x 9216 > COL_BYTES); several reduction chunks (C*9 = 2304
+     * > CONV_KC) with converted f16 weight pieces */
     test_conv((conv_case){1, 16, 96, 96, 8, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F32, true}, 0, false);
     test_conv((conv_case){1, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
+    test_conv((conv_case){2, 64, 9, 9, 40, 3, 3, 2, 0, 0, 1, 1, SD_DTYPE_F32, true}, 0, false);
+    test_conv((conv_case){1, 600, 6, 5, 20, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_F32, true}, 0, false);
+    test_conv((conv_case){2, 600, 6, 5, 20, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_BF16, true}, 0, false);
     /* a layer whose whole im2col would be 36 MiB: bounded scratch, sampled outputs */
     test_conv((conv_case){1, 64, 128, 128, 64, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 300,
               true);
@@ -876,6 +912,7 @@ int main(void)
     test_layout();
     test_timestep_embedding();
     test_to_f32();
+    test_determinism();
     test_errors();
     test_nomem();
 

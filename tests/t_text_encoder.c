@@ -6,6 +6,7 @@
 
 #include "internal/model.h"
 #include "internal/text_encoder.h"
+#include "internal/tokenizer.h"
 
 static sd_ctx *ctx, *ref_ctx;
 
@@ -100,6 +101,66 @@ static void check_weights(const char *model_path)
     sd_model_free(m);
 }
 
+/* sd_text_encode_prompt (raw, as diffusers tokenises) and `sd encode-text` reproduce the
+ * golden rows: row 0 is the prompt, row 1 the empty prompt. */
+static void check_prompt_path(void)
+{
+    static const char prompt[] = "a photograph of an astronaut riding a horse";
+    sd_error err = {0};
+    sd_model *m = NULL;
+    sd_tokenizer *tok = NULL;
+    sd_st_file *cf = NULL;
+    float *h = NULL;
+    int n = 0;
+    if (sd_model_load(ctx, t_data("tiny-sd15/model-f16.safetensors"), &m, &err) ||
+        sd_tokenizer_new(&tok, &err) ||
+        sd_st_open(t_data("tiny-sd15/text_encoder.safetensors"), &cf, &err)) {
+        CHECK(0, "%s", err.msg);
+        goto out;
+    }
+    const float *want = sd_st_tensor(cf, "last_hidden_state")->data;
+    const size_t row = 77 * 32;
+    CHECK(sd_text_encode_prompt(ctx, m, tok, prompt, true, 0, &h, &n, &err) == SD_OK && n == 1,
+          "%s", err.msg);
+    t_close("encode_prompt raw", h, want, row, 1e-5, 1e-4);
+    sd_free(h);
+    CHECK(sd_text_encode_prompt(ctx, m, tok, "", false, 0, &h, &n, &err) == SD_OK && n == 1,
+          "%s", err.msg);
+    t_close("encode_prompt empty (A1111 path)", h, want + row, row, 1e-5, 1e-4);
+    sd_free(h);
+    h = NULL;
+    /* a 100-token prompt makes two windows */
+    char longp[1024] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(longp, "cat ");
+    CHECK(sd_text_encode_prompt(ctx, m, tok, longp, false, 0, &h, &n, &err) == SD_OK && n == 2,
+          "long prompt: %d windows", n);
+
+    char args[2048], out[4096], errs[4096];
+    snprintf(args, sizeof args, "encode-text --raw -m '%s' -p '%s' -o '%s'",
+             t_data("tiny-sd15/model-f16.safetensors"), prompt, t_tmp("enc.safetensors"));
+    int rc = t_run_sd(args, out, sizeof out, errs, sizeof errs);
+    CHECK(rc == 0, "sd encode-text: rc %d: %s", rc, errs);
+    sd_st_file *ef = NULL;
+    if (rc == 0 && sd_st_open(t_tmp("enc.safetensors"), &ef, &err) == SD_OK) {
+        const sd_tensor *t = sd_st_tensor(ef, "hidden_states");
+        CHECK(t && t->ndim == 3 && t->shape[0] == 1 && t->shape[1] == 77 && t->shape[2] == 32,
+              "hidden_states shape");
+        if (t)
+            t_close("sd encode-text", t->data, want, row, 1e-5, 1e-4);
+        sd_st_close(ef);
+    }
+    snprintf(args, sizeof args, "encode-text -m /nonexistent.safetensors -p x -o '%s'",
+             t_tmp("x.safetensors"));
+    rc = t_run_sd(args, out, sizeof out, errs, sizeof errs);
+    CHECK(rc != 0 && strchr(errs, '\n') == errs + strlen(errs) - 1, "one error line: %s", errs);
+out:
+    sd_free(h);
+    sd_st_close(cf);
+    sd_tokenizer_free(tok);
+    sd_model_free(m);
+}
+
 int main(void)
 {
     sd_error err = {0};
@@ -127,6 +188,7 @@ int main(void)
     check_case(sd2f32, sd2_case, ctx, true);
 
     check_weights(t_data("tiny-sd15/model-f16.safetensors"));
+    check_prompt_path();
 
     sd_ctx_free(ctx);
     sd_ctx_free(ref_ctx);

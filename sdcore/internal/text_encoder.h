@@ -25,4 +25,16 @@ int sd_text_hidden_size(const sd_model *m);
 sd_status sd_text_encode(sd_ctx *ctx, const sd_model *m, const int32_t *ids, const float *weights,
                          int n_chunks, int clip_skip, float *out, sd_error *err);
 
+/* Tokenise and encode a whole prompt for model m (prompt_encode.c): with raw = false the
+ * A1111 syntax ((word:1.3), (word), [word], \(, BREAK) and 75-token chunks, each chunk one
+ * window, emphasis weights applied; with raw = true exactly what diffusers does (the text as
+ * it is, one window, truncated).  The tokenizer convention (SD 1.x end-token padding, SD 2.x
+ * zero padding) follows the model.  On success *hidden is an sd_malloc'ed
+ * [*n_windows * 77, hidden] array owned by the caller (sd_free).  Errors as sd_text_encode,
+ * plus SD_ERR_INVALID_ARG for a prompt that is not valid UTF-8 or has a bad weight. */
+struct sd_tokenizer;
+sd_status sd_text_encode_prompt(sd_ctx *ctx, const sd_model *m, const struct sd_tokenizer *tok,
+                                const char *prompt, bool raw, int clip_skip, float **hidden,
+                                int *n_windows, sd_error *err);
+
 #endif

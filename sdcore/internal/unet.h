@@ -60,4 +60,12 @@ typedef struct sd_unet_args {
 sd_status sd_unet_forward(sd_ctx *ctx, const sd_unet *u, const sd_unet_args *a, float *out,
                           sd_error *err);
 
+/* Bytes sd_unet_forward allocates itself for a request of this size (the skip activations,
+ * all alive at the middle block, plus the working set; the ops' own scratch, which they
+ * bound, is not included), so a caller can check a size against the memory it has before
+ * running.  *bytes is 0 on error.  Errors: SD_ERR_INVALID_ARG (sizes < 1),
+ * SD_ERR_TOO_LARGE (overflows size_t), SD_ERR_NOMEM.  Any thread. */
+sd_status sd_unet_memory(const sd_unet *u, int batch, int height, int width, int ctx_len,
+                         size_t *bytes, sd_error *err);
+
 #endif

@@ -115,7 +115,10 @@ struct sd_unet {
  * functions below use it and own none of it. */
 typedef struct sd_unet_ws {
     int batch;
-    float *t1, *t2;          /* [max(act, tok)]: ResBlock temporaries, transformer staging */
+    float *t1;               /* [max(act, tok)]: normalised ResBlock input, upsampled map,
+                                transformer staging */
+    float *t2;               /* [max(res_out, tok)]: ResBlock inner activation, transformer
+                                staging */
     float *hid, *q;          /* [tok]: transformer hidden states, queries */
     float *k, *v;            /* [kv]: keys and values (self: B*HW rows, cross: B*L rows) */
     float *ff1, *ff2;        /* [ff_rows * 2 * ff], [ff_rows * ff]: feed-forward chunk */

@@ -1,0 +1,695 @@
+/* tests/t_unet.c - the UNet against the golden `unet` cases of tiny-sd15 (SD 1.x),
+ * tiny-sd15-inpaint (9 input channels) and tiny-sd2v (SD 2.x: linear projections, per-level
+ * heads), loaded from the single f16 files, the diffusers folders and an f32 single file;
+ * with the default and the reference kernels.  Also: properties that need no reference
+ * (batch items independent, a repeated context changes nothing, odd latent sizes),
+ * cancellation, clear errors for missing or truncated tensors, allocation failures, the
+ * peak memory of a 64x64 forward, and the description built from full-size SD 1.5,
+ * SD 1.5 inpainting and SD 2.1 layouts. */
+#include "harness.h"
+#include "internal/json.h"
+#include "internal/model.h"
+#include "internal/ops.h"
+#include "internal/safetensors.h"
+#include "internal/unet.h"
+#include "internal/unet_net.h"
+
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdint.h>
+#include <unistd.h>
+
+/* golden README: one network call, |c - ref| <= 1e-4 * max|ref| + 1e-5 */
+#define RTOL 1e-4
+#define ATOL 1e-5
+
+static char outdir[512];   /* where the test writes its model files (the build dir) */
+static sd_ctx *cvt_ctx;    /* for dtype conversions */
+
+static const char *out_path(const char *name)
+{
+    static char buf[4][768];
+    static int slot;
+    char *b = buf[slot++ % 4];
+    snprintf(b, sizeof buf[0], "%s/%s", outdir, name);
+    return b;
+}
+
+/* ==== golden case ======================================================================= */
+
+typedef struct gcase {
+    float *sample, *timesteps, *context, *out;
+    int B, C, H, W, T, L, D, OC;
+} gcase;
+
+static float *to_f32(const sd_tensor *t)
+{
+    int64_t n = sd_tensor_numel(t);
+    float *p = malloc((size_t)n * sizeof *p);
+    sd_error err = {0};
+    if (p && sd_tensor_to_f32(cvt_ctx, t, p, n, &err) != SD_OK) {
+        fprintf(stderr, "to_f32: %s\n", err.msg);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* `out` [T, B, OC, H, W] has more dims than sd_tensor holds: read its byte range. */
+static float *read_out(const char *path, const sd_st_file *f, size_t n)
+{
+    const sd_st_entry *e = sd_st_find(f, "out");
+    if (!e || strcmp(e->dtype_name, "F32") || e->nbytes != n * sizeof(float))
+        return NULL;
+    FILE *fp = fopen(path, "rb");
+    unsigned char len[8];
+    float *p = malloc(n * sizeof *p);
+    bool ok = fp && p && fread(len, 1, 8, fp) == 8;
+    uint64_t hdr = 0;
+    for (int i = 7; i >= 0; i--)
+        hdr = hdr << 8 | len[i];
+    ok = ok && fseeko(fp, (off_t)(8 + hdr + e->offset), SEEK_SET) == 0 &&
+         fread(p, sizeof *p, n, fp) == n;
+    if (fp)
+        fclose(fp);
+    if (!ok) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static bool load_case(const char *model, gcase *g)
+{
+    memset(g, 0, sizeof *g);
+    char rel[128];
+    snprintf(rel, sizeof rel, "%s/unet.safetensors", model);
+    const char *path = t_data(rel);
+    sd_st_file *f = NULL;
+    sd_error err = {0};
+    if (sd_st_open(path, &f, &err) != SD_OK) {
+        CHECK(0, "open %s: %s", path, err.msg);
+        return false;
+    }
+    const sd_tensor *s = sd_st_tensor(f, "sample"), *t = sd_st_tensor(f, "timesteps"),
+                    *c = sd_st_tensor(f, "encoder_hidden_states");
+    bool ok = s && t && c && s->ndim == 4 && t->ndim == 1 && c->ndim == 3;
+    if (ok) {
+        g->B = (int)s->shape[0], g->C = (int)s->shape[1];
+        g->H = (int)s->shape[2], g->W = (int)s->shape[3];
+        g->T = (int)t->shape[0], g->L = (int)c->shape[1], g->D = (int)c->shape[2];
+        g->OC = 4;
+        g->sample = to_f32(s);
+        g->timesteps = to_f32(t);
+        g->context = to_f32(c);
+        g->out = read_out(path, f, (size_t)g->T * g->B * g->OC * g->H * g->W);
+        ok = g->sample && g->timesteps && g->context && g->out;
+    }
+    CHECK(ok, "case %s readable", path);
+    sd_st_close(f);
+    return ok;
+}
+
+static void free_case(gcase *g)
+{
+    free(g->sample);
+    free(g->timesteps);
+    free(g->context);
+    free(g->out);
+}
+
+/* ==== helpers =========================================================================== */
+
+static sd_ctx *new_ctx(bool use_ref)
+{
+    sd_ctx_params cp = sd_ctx_params_default();
+    cp.n_threads = 2;
+    cp.use_ref = use_ref;
+    sd_ctx *ctx = NULL;
+    sd_error err = {0};
+    if (sd_ctx_new(&cp, &ctx, &err) != SD_OK)
+        fprintf(stderr, "ctx: %s\n", err.msg);
+    return ctx;
+}
+
+static sd_unet *open_unet(sd_ctx *ctx, const char *path, sd_model **m)
+{
+    sd_error err = {0};
+    sd_unet *u = NULL;
+    *m = NULL;
+    if (sd_model_load(ctx, path, m, &err) != SD_OK || sd_unet_new(*m, &u, &err) != SD_OK) {
+        CHECK(0, "load %s: %s", path, err.msg);
+        sd_model_free(*m);
+        *m = NULL;
+        return NULL;
+    }
+    return u;
+}
+
+static sd_status forward(sd_ctx *ctx, const sd_unet *u, const gcase *g, int ti, float *out,
+                         sd_error *err)
+{
+    float t[64];
+    for (int b = 0; b < g->B; b++)
+        t[b] = g->timesteps[ti];
+    sd_unet_args a = {.batch = g->B, .height = g->H, .width = g->W, .x = g->sample,
+                      .timesteps = t, .context = g->context, .ctx_len = g->L};
+    return sd_unet_forward(ctx, u, &a, out, err);
+}
+
+/* Run every timestep of the case (or only the first n_t) and compare with the reference. */
+static void check_golden(sd_ctx *ctx, const char *label, const char *path, const gcase *g,
+                         int n_t)
+{
+    sd_model *m;
+    sd_unet *u = open_unet(ctx, path, &m);
+    if (!u)
+        return;
+    size_t per = (size_t)g->B * g->OC * g->H * g->W;
+    float *out = malloc(per * sizeof *out);
+    for (int i = 0; i < n_t; i++) {
+        sd_error err = {0};
+        for (size_t k = 0; k < per; k++)
+            out[k] = NAN;
+        sd_status st = forward(ctx, u, g, i, out, &err);
+        CHECK(st == SD_OK, "%s forward: %s", label, err.msg);
+        char what[160];
+        snprintf(what, sizeof what, "%s t=%g", label, g->timesteps[i]);
+        t_close(what, out, g->out + (size_t)i * per, per, ATOL, RTOL);
+    }
+    free(out);
+    sd_unet_free(u);
+    sd_model_free(m);
+}
+
+/* Copy of a text file. */
+static bool copy_file(const char *from, const char *to)
+{
+    FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
+    char buf[4096];
+    size_t n;
+    bool ok = a && b;
+    while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0)
+        ok = fwrite(buf, 1, n, b) == n;
+    if (a)
+        fclose(a);
+    if (b && fclose(b))
+        ok = false;
+    return ok;
+}
+
+/* Write a variant of the single file `src`: every F16 tensor as F32 (to_f32), one tensor
+ * dropped (drop), or one tensor's last dimension halved (halve).  The sidecar .json is
+ * copied next to it. */
+static bool write_variant(const char *src, const char *dst, bool to_f32_all, const char *drop,
+                          const char *halve)
+{
+    sd_st_file *f = NULL;
+    sd_error err = {0};
+    if (sd_st_open(src, &f, &err) != SD_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return false;
+    }
+    const char **names = calloc(f->n, sizeof *names);
+    sd_tensor *ts = calloc(f->n, sizeof *ts);
+    size_t n = 0;
+    bool ok = names && ts;
+    for (size_t i = 0; ok && i < f->n; i++) {
+        const sd_st_entry *e = &f->entries[i];
+        if (!e->usable || (drop && !strcmp(e->name, drop)))
+            continue;
+        sd_tensor t = e->t;
+        if (halve && !strcmp(e->name, halve))
+            t.shape[t.ndim - 1] /= 2;   /* a strided view: the writer gathers it */
+        if (to_f32_all && t.dtype == SD_DTYPE_F16) {
+            sd_tensor c;
+            ok = sd_tensor_new(SD_DTYPE_F32, t.ndim, t.shape, &c, &err) == SD_OK &&
+                 sd_tensor_to_f32(cvt_ctx, &t, c.data, sd_tensor_numel(&t), &err) == SD_OK;
+            t = c;
+        }
+        names[n] = e->name;
+        ts[n++] = t;
+    }
+    ok = ok && sd_st_write(dst, names, ts, n, f->metadata_json, &err) == SD_OK;
+    if (!ok)
+        fprintf(stderr, "write %s: %s\n", dst, err.msg);
+    for (size_t i = 0; ts && i < n; i++)
+        sd_tensor_free(&ts[i]);
+    free(names);
+    free(ts);
+    sd_st_close(f);
+    /* sidecar: <src without .safetensors>.json -> <dst without .safetensors>.json */
+    char sj[768], dj[768];
+    snprintf(sj, sizeof sj, "%.*s.json", (int)(strlen(src) - 12), src);
+    snprintf(dj, sizeof dj, "%.*s.json", (int)(strlen(dst) - 12), dst);
+    return ok && copy_file(sj, dj);
+}
+
+static void remove_variant(const char *path)
+{
+    char j[768];
+    snprintf(j, sizeof j, "%.*s.json", (int)(strlen(path) - 12), path);
+    unlink(path);
+    unlink(j);
+}
+
+/* ==== tests ============================================================================= */
+
+static const struct {
+    const char *name;
+    int in_channels;
+    bool linear_proj;
+} models[] = {
+    {"tiny-sd15", 4, false},
+    {"tiny-sd15-inpaint", 9, false},
+    {"tiny-sd2v", 4, true},
+};
+
+static void test_description(sd_ctx *ctx)
+{
+    for (size_t i = 0; i < SD_ARRAY_LEN(models); i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "%s/model-f16.safetensors", models[i].name);
+        sd_model *m;
+        sd_unet *u = open_unet(ctx, t_data(rel), &m);
+        if (!u)
+            continue;
+        sd_unet_info info;
+        sd_unet_get_info(u, &info);
+        CHECK(info.in_channels == models[i].in_channels && info.out_channels == 4 &&
+                  info.model_channels == 32 && info.context_dim == 32 && info.levels == 4 &&
+                  info.n_transformers == 16 && info.linear_proj == models[i].linear_proj,
+              "%s: in %d out %d mc %d ctx %d levels %d transformers %d linear %d",
+              models[i].name, info.in_channels, info.out_channels, info.model_channels,
+              info.context_dim, info.levels, info.n_transformers, info.linear_proj);
+        sd_unet_free(u);
+        sd_model_free(m);
+    }
+}
+
+static void test_golden(sd_ctx *ctx, sd_ctx *ref_ctx)
+{
+    for (size_t i = 0; i < SD_ARRAY_LEN(models); i++) {
+        gcase g;
+        if (!load_case(models[i].name, &g)) {
+            free_case(&g);
+            continue;
+        }
+        char rel[128], label[160];
+        snprintf(rel, sizeof rel, "%s/model-f16.safetensors", models[i].name);
+        snprintf(label, sizeof label, "%s f16 file", models[i].name);
+        check_golden(ctx, label, t_data(rel), &g, g.T);
+        snprintf(rel, sizeof rel, "%s/diffusers", models[i].name);
+        snprintf(label, sizeof label, "%s diffusers", models[i].name);
+        check_golden(ctx, label, t_data(rel), &g, g.T);
+        if (i == 0) {
+            const char *f32 = out_path("t_unet-tiny-sd15-f32.safetensors");
+            bool w = write_variant(t_data("tiny-sd15/model-f16.safetensors"), f32, true, NULL,
+                                   NULL);
+            CHECK(w, "f32 copy written");
+            if (w)
+                check_golden(ctx, "tiny-sd15 f32 file", f32, &g, g.T);
+            remove_variant(f32);
+            check_golden(ref_ctx, "tiny-sd15 f16 file, reference kernels",
+                         t_data("tiny-sd15/model-f16.safetensors"), &g, g.T);
+        }
+        if (i == 2)
+            check_golden(ref_ctx, "tiny-sd2v f16 file, reference kernels",
+                         t_data("tiny-sd2v/model-f16.safetensors"), &g, 1);
+        free_case(&g);
+    }
+}
+
+/* Properties without a reference: one batch item alone equals its row of the batch; a
+ * context repeated twice along the sequence (L = 154, what a long prompt's chunking gives)
+ * leaves every attention average unchanged; odd latent sizes run (diffusers' upsample to
+ * the skip's size) and give finite output. */
+static void test_properties(sd_ctx *ctx)
+{
+    gcase g;
+    sd_model *m;
+    sd_unet *u = NULL;
+    if (!load_case("tiny-sd15", &g) ||
+        !(u = open_unet(ctx, t_data("tiny-sd15/model-f16.safetensors"), &m))) {
+        free_case(&g);
+        return;
+    }
+    size_t per = (size_t)g.OC * g.H * g.W, in_per = (size_t)g.C * g.H * g.W;
+    float *full = malloc(2 * per * sizeof *full), *one = malloc(per * sizeof *one);
+    float t[2] = {g.timesteps[2], g.timesteps[2]};
+    sd_error err = {0};
+    CHECK(forward(ctx, u, &g, 2, full, &err) == SD_OK, "%s", err.msg);
+
+    sd_unet_args a = {.batch = 1, .height = g.H, .width = g.W, .x = g.sample + in_per,
+                      .timesteps = t, .context = g.context + (size_t)g.L * g.D,
+                      .ctx_len = g.L};
+    CHECK(sd_unet_forward(ctx, u, &a, one, &err) == SD_OK, "%s", err.msg);
+    t_close("batch item 1 alone", one, full + per, per, 1e-6, 1e-5);
+
+    size_t cl = (size_t)g.L * g.D;
+    float *ctx2 = malloc(4 * cl * sizeof *ctx2);
+    for (int b = 0; b < 2; b++) {
+        memcpy(ctx2 + (2 * b) * cl, g.context + b * cl, cl * sizeof *ctx2);
+        memcpy(ctx2 + (2 * b + 1) * cl, g.context + b * cl, cl * sizeof *ctx2);
+    }
+    float *dup = malloc(2 * per * sizeof *dup);
+    a = (sd_unet_args){.batch = 2, .height = g.H, .width = g.W, .x = g.sample, .timesteps = t,
+                       .context = ctx2, .ctx_len = 2 * g.L};
+    CHECK(sd_unet_forward(ctx, u, &a, dup, &err) == SD_OK, "%s", err.msg);
+    t_close("context repeated (L = 154)", dup, full, 2 * per, 1e-5, 1e-5);
+
+    /* odd sizes: 13 x 10 latents -> levels 13x10, 7x5, 4x3, 2x2 */
+    int H = 13, W = 10;
+    float *x = malloc((size_t)2 * g.C * H * W * sizeof *x), *y = malloc((size_t)2 * 4 * H * W *
+                                                                         sizeof *y);
+    for (int i = 0; i < 2 * g.C * H * W; i++)
+        x[i] = g.sample[i % (2 * in_per)];
+    a = (sd_unet_args){.batch = 2, .height = H, .width = W, .x = x, .timesteps = t,
+                       .context = g.context, .ctx_len = g.L};
+    sd_status st = sd_unet_forward(ctx, u, &a, y, &err);
+    CHECK(st == SD_OK, "odd size: %s", err.msg);
+    bool finite = true;
+    double amax = 0;
+    for (int i = 0; st == SD_OK && i < 2 * 4 * H * W; i++) {
+        finite = finite && isfinite(y[i]);
+        amax = fmax(amax, fabs(y[i]));
+    }
+    CHECK(finite && amax > 0.01 && amax < 100, "odd size output finite and plausible (%g)",
+          amax);
+
+    /* out may alias x */
+    float *io = malloc(2 * in_per * sizeof *io);
+    memcpy(io, g.sample, 2 * in_per * sizeof *io);
+    a = (sd_unet_args){.batch = 2, .height = g.H, .width = g.W, .x = io, .timesteps = t,
+                       .context = g.context, .ctx_len = g.L};
+    CHECK(sd_unet_forward(ctx, u, &a, io, &err) == SD_OK, "%s", err.msg);
+    t_close("out aliasing x", io, full, 2 * per, 0, 0);
+
+    free(io);
+    free(x);
+    free(y);
+    free(dup);
+    free(ctx2);
+    free(full);
+    free(one);
+    free_case(&g);
+    sd_unet_free(u);
+    sd_model_free(m);
+}
+
+typedef struct hook_state {
+    int calls, stop_at;
+} hook_state;
+
+static bool hook(void *user)
+{
+    hook_state *h = user;
+    return ++h->calls != h->stop_at;
+}
+
+static void test_cancel_and_args(sd_ctx *ctx)
+{
+    gcase g;
+    sd_model *m;
+    sd_unet *u = NULL;
+    if (!load_case("tiny-sd15", &g) ||
+        !(u = open_unet(ctx, t_data("tiny-sd15/model-f16.safetensors"), &m))) {
+        free_case(&g);
+        return;
+    }
+    size_t per = (size_t)g.B * g.OC * g.H * g.W;
+    float *out = malloc(per * sizeof *out);
+    float t[2] = {500, 500};
+    hook_state hs = {0, 0};
+    sd_unet_args a = {.batch = g.B, .height = g.H, .width = g.W, .x = g.sample,
+                      .timesteps = t, .context = g.context, .ctx_len = g.L, .hook = hook,
+                      .hook_user = &hs};
+    sd_error err = {0};
+    CHECK(sd_unet_forward(ctx, u, &a, out, &err) == SD_OK, "%s", err.msg);
+    /* conv_in, 11 input blocks, the middle block, 12 output blocks */
+    CHECK(hs.calls == 25, "hook called %d times between blocks, want 25", hs.calls);
+    for (size_t k = 0; k < per; k++)
+        out[k] = 12345.0f;
+    size_t live = sd_alloc_live_bytes();
+    hs = (hook_state){0, 13};
+    CHECK(sd_unet_forward(ctx, u, &a, out, &err) == SD_CANCELLED && hs.calls == 13,
+          "cancelled after the middle block");
+    CHECK(out[0] == 12345.0f && out[per - 1] == 12345.0f, "out untouched when cancelled");
+    CHECK(sd_alloc_live_bytes() == live, "cancel frees everything");
+
+    a.hook = NULL;
+    a.batch = 0;
+    CHECK(sd_unet_forward(ctx, u, &a, out, &err) == SD_ERR_INVALID_ARG, "batch 0");
+    a.batch = g.B;
+    a.context = NULL;
+    CHECK(sd_unet_forward(ctx, u, &a, out, &err) == SD_ERR_INVALID_ARG && err.msg[0],
+          "missing context: %s", err.msg);
+    a.context = g.context;
+    a.height = 1 << 30;
+    a.width = 1 << 30;
+    CHECK(sd_unet_forward(ctx, u, &a, out, &err) == SD_ERR_TOO_LARGE, "absurd size: %s",
+          err.msg);
+
+    /* allocation failures: every one reported as NOMEM, nothing leaked */
+    a.height = g.H;
+    a.width = g.W;
+    int n_fail = 0;
+    for (long nth = 1; nth < 500; nth++) {
+        live = sd_alloc_live_bytes();
+        sd_alloc_fail_after(nth, false);
+        sd_status st = sd_unet_forward(ctx, u, &a, out, &err);
+        sd_alloc_fail_after(0, false);
+        CHECK(sd_alloc_live_bytes() == live, "leak after failing allocation %ld", nth);
+        if (st == SD_OK)
+            break;
+        CHECK(st == SD_ERR_NOMEM, "allocation %ld failed: got %s", nth, sd_status_str(st));
+        n_fail++;
+    }
+    CHECK(n_fail > 5, "forward allocates (%d failures injected)", n_fail);
+    for (long nth = 1; nth < 500; nth++) {
+        live = sd_alloc_live_bytes();
+        sd_unet *u2 = NULL;
+        sd_alloc_fail_after(nth, false);
+        sd_status st = sd_unet_new(m, &u2, &err);
+        sd_alloc_fail_after(0, false);
+        sd_unet_free(u2);
+        CHECK(sd_alloc_live_bytes() == live, "leak after failing build allocation %ld", nth);
+        if (st == SD_OK)
+            break;
+        CHECK(st == SD_ERR_NOMEM && !u2, "build allocation %ld: got %s", nth,
+              sd_status_str(st));
+    }
+    free(out);
+    free_case(&g);
+    sd_unet_free(u);
+    sd_model_free(m);
+}
+
+/* A model file with one UNet tensor missing or truncated fails with SD_ERR_FORMAT and a
+ * message naming the tensor. */
+static void test_bad_tensors(sd_ctx *ctx)
+{
+    static const char *const victim =
+        "model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_v.weight";
+    const char *path = out_path("t_unet-bad.safetensors");
+    for (int mode = 0; mode < 2; mode++) {
+        bool w = write_variant(t_data("tiny-sd15/model-f16.safetensors"), path, false,
+                               mode == 0 ? victim : NULL, mode == 1 ? victim : NULL);
+        CHECK(w, "variant written");
+        if (!w)
+            continue;
+        sd_error err = {0};
+        sd_model *m = NULL;
+        sd_unet *u = NULL;
+        sd_status st = sd_model_load(ctx, path, &m, &err);
+        if (st == SD_OK)
+            st = sd_unet_new(m, &u, &err);
+        CHECK(st == SD_ERR_FORMAT && !u && strstr(err.msg, "output_blocks.4.1") &&
+                  strstr(err.msg, "attn2.to_v"),
+              "%s tensor: %s (%s)", mode ? "truncated" : "missing", sd_status_str(st), err.msg);
+        fprintf(stderr, "     %s tensor -> %s\n", mode ? "truncated" : "missing", err.msg);
+        sd_unet_free(u);
+        sd_model_free(m);
+    }
+    remove_variant(path);
+
+    /* a model without a UNet */
+    sd_error err = {0};
+    sd_model *m = NULL;
+    sd_unet *u = NULL;
+    CHECK(sd_model_load(ctx, t_data("taesd/taesd_decoder.safetensors"), &m, &err) == SD_OK,
+          "%s", err.msg);
+    CHECK(m && sd_unet_new(m, &u, &err) == SD_ERR_FORMAT && !u && strstr(err.msg, "no UNet"),
+          "TAESD file: %s", err.msg);
+    sd_model_free(m);
+}
+
+/* Peak memory of one 64x64 forward, batch 2: below a single stored 4096 x 4096 score
+ * matrix (64 MiB; an untiled attention would hold one per head and batch item, 256 MiB
+ * here), so no such matrix can have been built. */
+static void test_peak_memory(sd_ctx *ctx)
+{
+    gcase g;
+    sd_model *m;
+    sd_unet *u = NULL;
+    if (!load_case("tiny-sd15", &g) ||
+        !(u = open_unet(ctx, t_data("tiny-sd15/model-f16.safetensors"), &m))) {
+        free_case(&g);
+        return;
+    }
+    const int H = 64, W = 64, B = 2;
+    float *x = malloc((size_t)B * 4 * H * W * sizeof *x);
+    float *y = malloc((size_t)B * 4 * H * W * sizeof *y);
+    for (int i = 0; i < B * 4 * H * W; i++)
+        x[i] = g.sample[i % (B * 4 * g.H * g.W)];
+    float t[2] = {999, 999};
+    sd_unet_args a = {.batch = B, .height = H, .width = W, .x = x, .timesteps = t,
+                      .context = g.context, .ctx_len = g.L};
+    sd_error err = {0};
+    size_t base = sd_alloc_live_bytes();
+    sd_alloc_peak_reset();
+    sd_status st = sd_unet_forward(ctx, u, &a, y, &err);
+    size_t peak = sd_alloc_peak_bytes() - base;
+    CHECK(st == SD_OK, "64x64 forward: %s", err.msg);
+    size_t score = (size_t)4096 * 4096 * sizeof(float);
+    fprintf(stderr, "     64x64 batch 2 forward: peak %.2f MiB above the model; one 4096x4096 "
+            "score matrix: %.0f MiB (x 2 heads x %d batch items untiled)\n",
+            (double)peak / 1048576.0, (double)score / 1048576.0, B);
+    CHECK(peak < score, "peak %zu bytes, score matrix %zu", peak, score);
+    size_t plan = 0;
+    CHECK(sd_unet_memory(u, B, H, W, g.L, &plan, &err) == SD_OK, "%s", err.msg);
+    fprintf(stderr, "     planned by sd_unet_memory: %.2f MiB (the rest is the ops' scratch)\n",
+            (double)plan / 1048576.0);
+    CHECK(plan <= peak && peak < plan + plan / 2, "measured peak %zu vs planned %zu", peak,
+          plan);
+    free(x);
+    free(y);
+    free_case(&g);
+    sd_unet_free(u);
+    sd_model_free(m);
+}
+
+/* A file with the header of a full-size checkpoint (full-size-layouts.json: name ->
+ * [dtype, shape]) whose data section is a hole: building the UNet reads no tensor data, so
+ * this checks the description at real scale without 2 GB of weights. */
+static bool write_header_only(const sd_json *layout, const char *path)
+{
+    char *hdr = NULL;
+    size_t len = 0;
+    FILE *ms = open_memstream(&hdr, &len);
+    if (!ms)
+        return false;
+    uint64_t off = 0;
+    fputc('{', ms);
+    for (size_t i = 0; i < layout->n; i++) {
+        const char *dtype = sd_json_str(sd_json_at(&layout->items[i], 0), "F16");
+        const sd_json *shape = sd_json_at(&layout->items[i], 1);
+        uint64_t size = strcmp(dtype, "F32") ? 2 : 4;
+        fprintf(ms, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i ? "," : "",
+                layout->keys[i].str, dtype);
+        for (size_t d = 0; shape && d < shape->n; d++) {
+            size *= (uint64_t)shape->items[d].integer;
+            fprintf(ms, "%s%lld", d ? "," : "", (long long)shape->items[d].integer);
+        }
+        fprintf(ms, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                (unsigned long long)(off + size));
+        off += size;
+    }
+    fputc('}', ms);
+    while (ftell(ms) % 8)
+        fputc(' ', ms);
+    fclose(ms);
+    unsigned char n8[8];
+    for (int i = 0; i < 8; i++)
+        n8[i] = (unsigned char)((uint64_t)len >> (8 * i));
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    bool ok = fd >= 0 && write(fd, n8, 8) == 8 && write(fd, hdr, len) == (ssize_t)len &&
+              ftruncate(fd, (off_t)(8 + len + off)) == 0;
+    if (fd >= 0)
+        close(fd);
+    free(hdr);
+    return ok;
+}
+
+static void test_full_size(sd_ctx *ctx)
+{
+    sd_json *root = NULL;
+    sd_error err = {0};
+    if (sd_json_parse_file(t_data("full-size-layouts.json"), 1 << 20, &root, &err) != SD_OK) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    static const struct {
+        const char *key;
+        int in_channels, context_dim;
+        bool linear_proj;
+        int dh[4];   /* attention head width per level: SD 1.x 8 heads, SD 2.x 64 wide */
+    } cases[] = {
+        {"sd15", 4, 768, false, {40, 80, 160, 160}},
+        {"sd15-inpaint", 9, 768, false, {40, 80, 160, 160}},
+        {"sd21", 4, 1024, true, {64, 64, 64, 64}},
+    };
+    const char *path = out_path("t_unet-full.safetensors");
+    for (size_t i = 0; i < SD_ARRAY_LEN(cases); i++) {
+        if (!write_header_only(sd_json_get(root, cases[i].key), path)) {
+            CHECK(0, "write %s", cases[i].key);
+            continue;
+        }
+        sd_model *m;
+        sd_unet *u = open_unet(ctx, path, &m);
+        if (!u)
+            continue;
+        sd_unet_info info;
+        sd_unet_get_info(u, &info);
+        CHECK(info.in_channels == cases[i].in_channels && info.out_channels == 4 &&
+                  info.model_channels == 320 && info.context_dim == cases[i].context_dim &&
+                  info.levels == 4 && info.n_transformers == 16 &&
+                  info.linear_proj == cases[i].linear_proj && u->n_in == 11 && u->n_out == 12,
+              "full-size %s: in %d mc %d ctx %d levels %d transformers %d linear %d",
+              cases[i].key, info.in_channels, info.model_channels, info.context_dim,
+              info.levels, info.n_transformers, info.linear_proj);
+        /* input_blocks 1, 4, 7 hold the first transformer of levels 0..2; the middle
+         * block's runs at level 3 */
+        const sd_unet_xf *xf[4] = {&u->in[0].layers[1].xf, &u->in[3].layers[1].xf,
+                                   &u->in[6].layers[1].xf, &u->mid.layers[1].xf};
+        for (int l = 0; l < 4; l++)
+            CHECK(xf[l]->dh == cases[i].dh[l] && xf[l]->depth == 1 &&
+                      xf[l]->ff == 4 * xf[l]->inner,
+                  "full-size %s level %d: head width %d, depth %d", cases[i].key, l,
+                  xf[l]->dh, xf[l]->depth);
+        /* what a 512x512 (SD 1.x) / 768x768 (SD 2.x) image with CFG needs */
+        int lat = cases[i].context_dim == 1024 ? 96 : 64;
+        size_t bytes = 0;
+        CHECK(sd_unet_memory(u, 2, lat, lat, 77, &bytes, &err) == SD_OK, "%s", err.msg);
+        fprintf(stderr, "     full-size %s, %dx%d latents, batch 2: %.0f MiB of activations\n",
+                cases[i].key, lat, lat, (double)bytes / 1048576.0);
+        CHECK(bytes > 0 && bytes < ((size_t)1 << 30), "%s: %zu bytes", cases[i].key, bytes);
+        sd_unet_free(u);
+        sd_model_free(m);
+    }
+    unlink(path);
+    sd_json_free(root);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    char self[512];
+    snprintf(self, sizeof self, "%s", argv[0]);
+    snprintf(outdir, sizeof outdir, "%s", dirname(self));
+    sd_ctx *ctx = new_ctx(false), *ref_ctx = new_ctx(true);
+    CHECK(ctx && ref_ctx, "contexts");
+    cvt_ctx = ctx;
+    if (ctx && ref_ctx) {
+        test_description(ctx);
+        test_golden(ctx, ref_ctx);
+        test_properties(ctx);
+        test_cancel_and_args(ctx);
+        test_bad_tensors(ctx);
+        test_peak_memory(ctx);
+        test_full_size(ctx);
+    }
+    sd_ctx_free(ctx);
+    sd_ctx_free(ref_ctx);
+    return t_summary("t_unet");
+}
