@@ -224,6 +224,15 @@ static bool on_progress(const sd_progress *p, void *user)
     return true;
 }
 
+/* $SD_MEMORY_LIMIT_MB caps what one generation may use (the engine refuses a request it
+ * estimates above it); unset or 0: 90 % of the memory the system has available. */
+static int64_t memory_limit_mb(void)
+{
+    const char *s = g_getenv("SD_MEMORY_LIMIT_MB");
+    gint64 mb = s ? g_ascii_strtoll(s, NULL, 10) : 0;
+    return mb > 0 ? mb : 0;
+}
+
 static sd_gen_params gen_params(const job *j, gint32 seed)
 {
     const sdp_vals *v = j->v;
@@ -239,6 +248,7 @@ static sd_gen_params gen_params(const job *j, gint32 seed)
     p.clip_skip = v->clip_skip;
     p.prediction = (sd_prediction)v->prediction;
     p.resolution = v->resolution;
+    p.memory_limit_mb = memory_limit_mb();
     switch (j->f) {
     case SDP_TXT2IMG:
         p.width = j->gen_w;

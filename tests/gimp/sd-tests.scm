@@ -181,7 +181,7 @@
   (let* ((img (sd-load "rgb.png")) (d (sd-active img)))
     (sd-fails-cleanly "too-large" img
       (lambda () (sd-call "plug-in-sd-txt2img" (list img d)
-                          '(("width" . 8192) ("height" . 8192) ("resolution" . 4096))))
+                          '(("width" . 8192) ("height" . 8192) ("resolution" . 1024))))
       "memory")
     (gimp-image-delete img)))
 
@@ -433,3 +433,54 @@
     (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 16 12 48 40)
     (sd-filter-case "stop-fallback" "plug-in-sd-txt2img" img '(16 12 48 40) '(("seed" . 7)))
     (gimp-image-delete img)))
+
+; ---- undo in the GUI (run-gimp-tests.sh drives these through the Script-Fu server and
+;      presses Ctrl+Z in the image window with xdotool: the PDB has no undo procedure) --------
+
+(define sd-undo-img -1)
+(define sd-undo-before '())
+
+(define (sd-undo-state img)
+  (let ((bottom (vector-ref (cadr (gimp-image-get-layers img)) (- (sd-n-layers img) 1))))
+    (list (sd-n-layers img) (car (gimp-image-width img)) (car (gimp-image-height img))
+          (sd-layer-rect bottom) (sd-sel-rect img))))
+
+(define (sd-undo-prepare)
+  (let ((img (sd-load "rgb.png")))
+    (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 20 14 52 44)
+    (gimp-selection-feather img 6)
+    (gimp-display-new img)
+    (gimp-displays-flush)
+    (set! sd-undo-img img)
+    (number->string img)))
+
+; Run a filter on the prepared image and save the composite before it.  These return text
+; for the shell (the Script-Fu server does not stop at a failed assertion): "SD-UNDO-OK ..."
+; or "SD-UNDO-FAIL message".
+(define (sd-undo-reply thunk)
+  (let ((r (sd-try thunk)))
+    (if (eq? (car r) 'ok)
+        (string-append "SD-UNDO-OK " (sd->string (cdr r)))
+        (string-append "SD-UNDO-FAIL " (sd->string (cdr r))))))
+
+(define (sd-undo-run tag proc overrides)
+  (sd-undo-reply
+    (lambda ()
+      (let ((img sd-undo-img))
+        (set! sd-undo-before (sd-undo-state img))
+        (sd-save-composite img (string-append tag "-before.png"))
+        (sd-call proc (list img (sd-active img)) overrides)
+        (gimp-displays-flush)
+        (sd-assert (not (equal? (sd-undo-state img) sd-undo-before))
+                   tag ": the filter changed nothing")
+        (sd-undo-state img)))))
+
+; After one Ctrl+Z: everything as before (the shell compares the composites).
+(define (sd-undo-check tag)
+  (sd-undo-reply
+    (lambda ()
+      (let ((img sd-undo-img))
+        (sd-assert (equal? (sd-undo-state img) sd-undo-before)
+                   tag ": after one undo " (sd-undo-state img) " instead of " sd-undo-before)
+        (sd-save-composite img (string-append tag "-undone.png"))
+        "undone"))))
