@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 struct sdp_engine {
@@ -106,8 +107,12 @@ gboolean sdp_engine_model(sdp_engine *e, const char *path, const sd_model **mode
     sd_error err = {0};
     sd_model *m = NULL;
     if (sd_model_load(ctx, real, &m, &err) != SD_OK) {
-        g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "model %s could not be loaded: %s",
-                    path, err.msg);
+        if (strstr(err.msg, real) || strstr(err.msg, path))
+            g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "the model could not be loaded: %s",
+                        err.msg);
+        else
+            g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "model %s could not be loaded: %s",
+                        path, err.msg);
         free(real);
         return FALSE;
     }
@@ -115,8 +120,11 @@ gboolean sdp_engine_model(sdp_engine *e, const char *path, const sd_model **mode
     sd_model_get_info(m, &info);
     const char *why = cannot_generate(&info);
     if (why) {
-        g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "model %s (%s) %s", path,
-                    sd_family_name(info.family), why);
+        if (info.family == SD_FAMILY_TAESD)
+            g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "model %s %s", path, why);
+        else
+            g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "model %s (%s) %s", path,
+                        sd_family_name(info.family), why);
         sd_model_free(m);
         free(real);
         return FALSE;

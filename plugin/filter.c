@@ -57,14 +57,15 @@ static gboolean fail(GError **error, const char *fmt, ...)
 
 static gboolean check_target(gint32 image, gint32 drawable, GError **error)
 {
-    if (!gimp_image_is_valid(image))
-        return g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING, "image %d does not exist",
-                           (int)image),
-               FALSE;
-    if (!gimp_item_is_valid(drawable) || gimp_item_get_image(drawable) != image)
-        return g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING,
-                           "drawable %d is not an item of image %d", (int)drawable, (int)image),
-               FALSE;
+    if (!gimp_image_is_valid(image)) {
+        g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING, "image %d does not exist", (int)image);
+        return FALSE;
+    }
+    if (!gimp_item_is_valid(drawable) || gimp_item_get_image(drawable) != image) {
+        g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING, "drawable %d is not an item of image %d",
+                    (int)drawable, (int)image);
+        return FALSE;
+    }
     if (gimp_image_base_type(image) == GIMP_INDEXED)
         return fail(error, "indexed images are not supported: convert the image to RGB or "
                            "grayscale first (Image > Mode)");
@@ -307,6 +308,8 @@ static gboolean generate(job *j, sdp_engine *e, const sd_model *m, gint32 seed,
     g_free(what);
     if (st == SD_CANCELLED)
         return fail(error, "cancelled");
+    if (st == SD_ERR_TOO_LARGE && memory_limit_mb() > 0)
+        return fail(error, "%s; the limit comes from $SD_MEMORY_LIMIT_MB", err.msg);
     if (st != SD_OK)
         return fail(error, "%s", err.msg[0] ? err.msg : sd_status_str(st));
 

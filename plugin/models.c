@@ -124,6 +124,9 @@ gchar *sdp_model_resolve(const char *name, GError **error)
                         "one of these folders (the first one is in the GIMP profile, the "
                         "others come from $SD_MODEL_PATH): %s",
                         where);
+        else if (g_str_has_suffix(name, ".safetensors"))
+            g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED,
+                        "model \"%s\" not found; looked in: %s", name, where);
         else
             g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED,
                         "model \"%s\" not found; looked for %s and %s.safetensors in: %s", name,

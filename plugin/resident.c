@@ -28,7 +28,7 @@
  * crashed), the filter runs in its own process instead: load, generate, exit.  Restarting
  * the extension is not possible from a filter: GIMP runs a PDB call of an extension
  * synchronously and waits for return values an extension never sends, so the caller would
- * block for good (docs/gimp-testing.md section 6).  Running in-process is always correct and
+ * block for good (observed with GIMP 2.10.34).  Running in-process is always correct and
  * only slower; the resident comes back with the next GIMP start.  A call that fails because
  * the resident died during it is run again in-process once.
  *
@@ -75,14 +75,17 @@ static gboolean on_stop(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* Return values of the temporary procedures; the message must outlive the call. */
+/* Return values of the temporary procedures; the message must outlive the call.  A call can
+ * arrive nested inside another one's PDB traffic (refused as busy), so a handler fills
+ * `values` only after its own work is done. */
 static GimpParam values[6];
 static gchar *message;
 
-static void set_error(GimpParam **ret, gint *nret, GError *err)
+static void return_error(GimpParam **ret, gint *nret, GError *err)
 {
     g_free(message);
     message = g_strdup(err->message);
+    values[0].type = GIMP_PDB_STATUS;
     values[0].data.d_status = err->domain == SDP_ERROR && err->code == SDP_ERROR_CALLING
                                   ? GIMP_PDB_CALLING_ERROR
                                   : GIMP_PDB_EXECUTION_ERROR;
@@ -90,6 +93,20 @@ static void set_error(GimpParam **ret, gint *nret, GError *err)
     values[1].data.d_string = message;
     *nret = 2;
     *ret = values;
+}
+
+static void return_success(GimpParam **ret, gint *nret, int n)
+{
+    values[0].type = GIMP_PDB_STATUS;
+    values[0].data.d_status = GIMP_PDB_SUCCESS;
+    *nret = n;
+    *ret = values;
+}
+
+static void set_int(int k, gint32 x)
+{
+    values[k].type = GIMP_PDB_INT32;
+    values[k].data.d_int32 = x;
 }
 
 static void serve_run(gint n, const GimpParam *param, gint *nret, GimpParam **ret)
@@ -123,16 +140,13 @@ static void serve_run(gint n, const GimpParam *param, gint *nret, GimpParam **re
     restart_idle_timer();
     if (!ok)
         goto out;
-    values[1].type = GIMP_PDB_INT32;
-    values[1].data.d_int32 = res.image;
-    values[2].type = GIMP_PDB_INT32;
-    values[2].data.d_int32 = res.layer;
-    values[3].type = GIMP_PDB_INT32;
-    values[3].data.d_int32 = res.seed;
-    *nret = 4;
+    set_int(1, res.image);
+    set_int(2, res.layer);
+    set_int(3, res.seed);
+    return_success(ret, nret, 4);
 out:
     if (err) {
-        set_error(ret, nret, err);
+        return_error(ret, nret, err);
         g_error_free(err);
     }
 }
@@ -140,34 +154,29 @@ out:
 static void temp_run(const gchar *name, gint n, const GimpParam *param, gint *nret,
                      GimpParam **ret)
 {
-    *ret = values;
-    *nret = 1;
-    values[0].type = GIMP_PDB_STATUS;
-    values[0].data.d_status = GIMP_PDB_SUCCESS;
     gimp_plugin_set_pdb_error_handler(GIMP_PDB_ERROR_HANDLER_PLUGIN);
-
     if (strcmp(name, SDP_PROC_RESIDENT_RUN) == 0) {
         serve_run(n, param, nret, ret);
     } else if (strcmp(name, SDP_PROC_RESIDENT_STATUS) == 0) {
         const char *path = sdp_engine_model_path(engine);
-        values[1].type = GIMP_PDB_INT32;
-        values[1].data.d_int32 = sdp_engine_loads(engine);
-        values[2].type = GIMP_PDB_INT32;
-        values[2].data.d_int32 = sdp_engine_calls(engine);
-        values[3].type = GIMP_PDB_INT32;
-        values[3].data.d_int32 = path != NULL;
+        set_int(1, sdp_engine_loads(engine));
+        set_int(2, sdp_engine_calls(engine));
+        set_int(3, path != NULL);
         values[4].type = GIMP_PDB_STRING;
         values[4].data.d_string = (gchar *)(path ? path : "");
-        values[5].type = GIMP_PDB_INT32;
-        values[5].data.d_int32 = (gint32)getpid();
-        *nret = 6;
+        set_int(5, (gint32)getpid());
+        return_success(ret, nret, 6);
     } else if (strcmp(name, SDP_PROC_RESIDENT_RELEASE) == 0) {
         if (!busy)
             sdp_engine_release(engine);
+        return_success(ret, nret, 1);
     } else if (strcmp(name, SDP_PROC_RESIDENT_STOP) == 0) {
         g_idle_add(on_stop, NULL);
+        return_success(ret, nret, 1);
     } else {
-        values[0].data.d_status = GIMP_PDB_CALLING_ERROR;
+        GError *err = g_error_new(SDP_ERROR, SDP_ERROR_CALLING, "unknown procedure %s", name);
+        return_error(ret, nret, err);
+        g_error_free(err);
     }
 }
 

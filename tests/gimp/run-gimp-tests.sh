@@ -68,6 +68,7 @@ ln -s "$data/tiny-sd15/model-f16.safetensors" "$GIMP2_DIRECTORY/sd-models/tiny-s
 ln -s "$data/tiny-sd15/model-f16.json" "$GIMP2_DIRECTORY/sd-models/tiny-sd15.json"
 ln -s "$data/tiny-sd15-inpaint/model-f16.safetensors" "$work/models/tiny-sd15-inpaint.safetensors"
 ln -s "$data/tiny-sd15-inpaint/model-f16.json" "$work/models/tiny-sd15-inpaint.json"
+ln -s "$data/tiny-sd15/diffusers" "$work/models/tiny-sd15-diffusers"
 printf 'this is not a safetensors file\n' >"$work/models/broken.safetensors"
 
 # ---- 3. test images (deterministic) -----------------------------------------------------------
@@ -123,7 +124,7 @@ export SD_MODEL_PATH=$work/models
 run_session "$work/session-a.log" \
     resident-fresh pdb-doc err-args err-interactive err-no-model err-broken-model err-taesd \
     err-indexed err-no-selection err-selection-elsewhere err-outpaint-nothing err-group \
-    err-too-large \
+    err-inpaint-model err-too-large model-folder \
     txt2img-rgb-rect txt2img-gray-size txt2img-new-image img2img-rgba-ellipse img2img-big-layer \
     inpaint-gray-ellipse inpaint-rgb16-rect inpaint-rgba-ellipse denoise-rgb-ellipse \
     denoise-rgb16-rect outpaint-rgb16-grow outpaint-uncovered seeds last-vals resident-reuse
@@ -274,6 +275,7 @@ check_sel() {
 for t in "${PASSED_MARKERS[@]}"; do
     case $t in
     txt2img-rgb-rect | inprocess | stop-fallback) check_sel "$t" rect 16 12 48 40 0 ;;
+    model-folder) check_sel "$t" rect 20 10 40 30 0 ;;
     txt2img-gray-size) check_sel "$t" rect 0 0 40 32 0 ;;
     img2img-rgba-ellipse) check_sel "$t" ellipse 20 14 52 44 8 ;;
     img2img-big-layer) check_sel "$t" rect 0 0 96 80 0 ;;

@@ -126,7 +126,7 @@
   (let* ((img (sd-load "rgb.png")) (d (sd-active img)))
     (sd-fails-cleanly "broken" img
       (lambda () (sd-call "plug-in-sd-img2img" (list img d) '(("model" . "broken"))))
-      "broken.safetensors could not be loaded: ")
+      "could not be loaded: " "broken.safetensors" "not a safetensors file")
     (gimp-image-delete img)))
 
 (define (test-err-taesd)
@@ -177,12 +177,20 @@
       "layer group")
     (gimp-image-delete img)))
 
+(define (test-err-inpaint-model)
+  ; a 9-channel inpainting checkpoint cannot do txt2img: the engine says so
+  (let* ((img (sd-load "rgb.png")) (d (sd-active img)))
+    (sd-fails-cleanly "inpaint-model" img
+      (lambda () (sd-call "plug-in-sd-txt2img" (list img d) '(("model" . "tiny-sd15-inpaint"))))
+      "is an inpainting model" "txt2img")
+    (gimp-image-delete img)))
+
 (define (test-err-too-large)
   (let* ((img (sd-load "rgb.png")) (d (sd-active img)))
     (sd-fails-cleanly "too-large" img
       (lambda () (sd-call "plug-in-sd-txt2img" (list img d)
                           '(("width" . 8192) ("height" . 8192) ("resolution" . 1024))))
-      "memory")
+      "not enough memory" "SD_MEMORY_LIMIT_MB")
     (gimp-image-delete img)))
 
 ; ---- the filters on real images ------------------------------------------------------------
@@ -225,11 +233,20 @@
     (gimp-image-delete img)))
 
 (define (test-txt2img-gray-size)
-  ; width/height given: the layer has that size at the canvas origin (no selection)
-  (let* ((img (sd-load "gray.png")))
+  ; width/height given: the layer has that size at the canvas origin (no selection); a prompt
+  ; with UTF-8, quotes, a newline and a backslash survives the key=value text (resident call
+  ; and parasite) and becomes a one-line layer name
+  (let* ((img (sd-load "gray.png"))
+         (prompt "café \"q\"\nline \\ end"))
     (let ((layer (sd-filter-case "txt2img-gray-size" "plug-in-sd-txt2img" img '(0 0 40 32)
-                                 '(("width" . 40) ("height" . 32)))))
-      (sd-assert (= (car (gimp-drawable-is-gray layer)) 1) "gray layer"))
+                                 (list '("width" . 40) '("height" . 32)
+                                       (cons "prompt" prompt)))))
+      (sd-assert (= (car (gimp-drawable-is-gray layer)) 1) "gray layer")
+      (sd-assert (equal? (car (gimp-item-get-name layer)) "SD txt2img: café \"q\" line \\ end")
+                 "name " (car (gimp-item-get-name layer)))
+      (sd-assert (sd-contains? (sd-parasite layer) "\nprompt=café \"q\"\\nline \\\\ end\n")
+                 "parasite prompt: " (sd-parasite layer))
+      (sd-assert (sd-contains? (sd-parasite layer) "\nwidth=40\nheight=32\n") "parasite size"))
     (gimp-image-delete img)))
 
 (define (test-img2img-rgba-ellipse)
@@ -316,6 +333,15 @@
     (sd-filter-case "outpaint-uncovered" "plug-in-sd-outpaint" img '(0 0 96 80)
                     '(("model" . "tiny-sd15-inpaint")))
     (sd-assert (= (car (gimp-image-width img)) 96) "canvas width")
+    (gimp-image-delete img)))
+
+(define (test-model-folder)
+  ; a diffusers folder found by its name on $SD_MODEL_PATH
+  (let ((img (sd-load "rgb.png")))
+    (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 20 10 40 30)
+    (let ((layer (sd-filter-case "model-folder" "plug-in-sd-img2img" img '(20 10 40 30)
+                                 '(("model" . "tiny-sd15-diffusers")))))
+      (sd-assert (sd-contains? (sd-parasite layer) "/diffusers\n") "model file: " (sd-parasite layer)))
     (gimp-image-delete img)))
 
 (define (test-txt2img-new-image)
