@@ -203,6 +203,7 @@
          (n0 (sd-n-layers img))
          (pos0 (car (gimp-image-get-item-position img d))))
     (sd-save-composite img (string-append tag "-before.png"))
+    (sd-save-change-mask img want-rect (string-append tag "-mask.png"))
     (let* ((r (sd-call proc (list img d) overrides))
            (layer (car r)) (seed (cadr r))
            (par (sd-parasite layer))
@@ -247,6 +248,24 @@
       (sd-assert (sd-contains? (sd-parasite layer) "\nprompt=café \"q\"\\nline \\\\ end\n")
                  "parasite prompt: " (sd-parasite layer))
       (sd-assert (sd-contains? (sd-parasite layer) "\nwidth=40\nheight=32\n") "parasite size"))
+    (gimp-image-delete img)))
+
+(define (test-txt2img-rgb16-ellipse)
+  ; a feathered ellipse: the layer covers its bounds, transparent outside it
+  (let ((img (sd-load "rgb16.png")))
+    (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 14 10 60 50)
+    (gimp-selection-feather img 8)
+    (sd-filter-case "txt2img-rgb16-ellipse" "plug-in-sd-txt2img" img (sd-sel-rect img) '())
+    (gimp-image-delete img)))
+
+(define (test-img2img-gray-rect)
+  (let ((img (sd-load "gray.png")))
+    (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 24 20 48 36)
+    (let ((layer (sd-filter-case "img2img-gray-rect" "plug-in-sd-img2img" img '(24 20 48 36)
+                                 '(("strength" . 0.9)))))
+      (sd-assert (= (car (gimp-drawable-is-gray layer)) 1) "gray layer")
+      (sd-assert (sd-contains? (sd-parasite layer) "strength-used=0.9") "strength used: "
+                 (sd-parasite layer)))
     (gimp-image-delete img)))
 
 (define (test-img2img-rgba-ellipse)
@@ -324,6 +343,14 @@
     (sd-assert (= (car (gimp-image-height img)) 88) "canvas height")
     (sd-assert-rect "source" d '(16 8 96 80))
     (sd-assert (= (car (gimp-image-get-precision img)) PRECISION-U16-GAMMA) "precision kept")
+    (gimp-image-delete img)))
+
+(define (test-outpaint-gray-right)
+  (let* ((img (sd-load "gray.png")) (d (sd-active img)))
+    (let ((layer (sd-filter-case "outpaint-gray-right" "plug-in-sd-outpaint" img '(0 0 136 80)
+                                 '(("extend-right" . 40)))))
+      (sd-assert (= (car (gimp-drawable-is-gray layer)) 1) "gray layer"))
+    (sd-assert-rect "source" d '(0 0 96 80))
     (gimp-image-delete img)))
 
 (define (test-outpaint-uncovered)
