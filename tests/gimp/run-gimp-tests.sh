@@ -48,7 +48,8 @@ gimp_console() {
 }
 
 for tool in gimp-console-2.10 convert timeout; do
-    command -v "$tool" >/dev/null || { bad setup "$tool not found (tools/install-deps.sh)"; finish; }
+    command -v "$tool" >/dev/null ||
+        { bad setup "$tool not found (tools/install-deps.sh)"; finish; }
 done
 
 # ---- 1. profile first (GIMP's user install runs only when the folder is missing), then the
@@ -73,7 +74,8 @@ printf 'this is not a safetensors file\n' >"$work/models/broken.safetensors"
 
 # ---- 3. test images (deterministic) -----------------------------------------------------------
 in=$work/in
-convert -size 96x80 xc: -sparse-color Bilinear '0,0 #c03020 95,0 #e0c040 0,79 #2040a0 95,79 #30a050' \
+convert -size 96x80 xc: \
+    -sparse-color Bilinear '0,0 #c03020 95,0 #e0c040 0,79 #2040a0 95,79 #30a050' \
     -fill '#f0f0f0' -draw 'circle 48,40 48,22' -fill '#202020' -draw 'rectangle 8,60 30,72' \
     PNG24:"$in/rgb.png"
 convert "$in/rgb.png" -colorspace Gray PNG8:"$in/gray-tmp.png"
@@ -198,7 +200,8 @@ $sf_port \"$work/sf-server.log\")" >"$work/session-gui.log" 2>&1 &
     for name in img2img outpaint; do
         case $name in
         img2img) args="\"plug-in-sd-img2img\" '((\"strength\" . 0.8))" ;;
-        outpaint) args="\"plug-in-sd-outpaint\" '((\"extend-left\" . 16) (\"extend-bottom\" . 8))" ;;
+        outpaint)
+            args="\"plug-in-sd-outpaint\" '((\"extend-left\" . 16) (\"extend-bottom\" . 8))" ;;
         esac
         reply=$(sf "(sd-undo-run \"undo-$name\" $args)")
         case $reply in *SD-UNDO-OK*) ;; *) bad "undo-$name" "${reply:-no reply}"; continue ;; esac
@@ -235,7 +238,8 @@ out=$work/out
 # mask W H X Y MW MH -> a new PNG path: white inside the rectangle, black elsewhere
 mask() {
     local f=$work/mask-$RANDOM$RANDOM.png
-    convert -size "$1x$2" xc:black -fill white -draw "rectangle $3,$4 $(($3 + $5 - 1)),$(($4 + $6 - 1))" "$f"
+    convert -size "$1x$2" xc:black -fill white \
+        -draw "rectangle $3,$4 $(($3 + $5 - 1)),$(($4 + $6 - 1))" "$f"
     echo "$f"
 }
 
@@ -251,7 +255,8 @@ maxdiff() {
 check_sel() {
     local t=$1
     local before=$out/$t-before.png after=$out/$t-after.png m=$out/$t-mask.png
-    [ -f "$before" ] && [ -f "$after" ] && [ -f "$m" ] || { bad "$t" "result images missing"; return; }
+    [ -f "$before" ] && [ -f "$after" ] && [ -f "$m" ] ||
+        { bad "$t" "result images missing"; return; }
     local keep=$work/$t-keep.png core=$work/$t-core.png d
     convert "$m" -strip -channel R -separate +channel -threshold 0 -negate "$keep"
     convert "$m" -strip -channel R -separate +channel -threshold 99.99% "$core"
@@ -268,10 +273,12 @@ check_sel() {
 check_alpha() {
     local t=$1 rect x y w h W H m
     m=$out/$t-mask.png
-    rect=$(grep -h "SD-RECT $t: " "$work"/session-*.log | head -n 1 | sed -E 's/.*: (-?[0-9]+ -?[0-9]+ [0-9]+ [0-9]+) .*/\1/')
+    rect=$(grep -h "SD-RECT $t: " "$work"/session-*.log | head -n 1 |
+           sed -E 's/.*: (-?[0-9]+ -?[0-9]+ [0-9]+ [0-9]+) .*/\1/')
     read -r x y w h <<<"$rect"
     W=$(identify -format '%w' "$m") H=$(identify -format '%h' "$m")
-    if [ -z "$h" ] || [ "$x" -lt 0 ] || [ "$y" -lt 0 ] || [ $((x + w)) -gt "$W" ] || [ $((y + h)) -gt "$H" ]; then
+    if [ -z "$h" ] || [ "$x" -lt 0 ] || [ "$y" -lt 0 ] ||
+       [ $((x + w)) -gt "$W" ] || [ $((y + h)) -gt "$H" ]; then
         return 0
     fi
     convert "$m" -strip -channel R -separate +channel -crop "${w}x$h+$x+$y" +repage \
@@ -326,6 +333,6 @@ for t in "${PASSED_MARKERS[@]}"; do
     esac
 done
 
-# ---- 6. isolation ---------------------------------------------------------------------------------
+# ---- 6. isolation -------------------------------------------------------------------------------
 [ ! -e "$HOME/.config/GIMP" ] || bad isolation "GIMP wrote a profile outside GIMP2_DIRECTORY"
 finish

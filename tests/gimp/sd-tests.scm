@@ -133,7 +133,8 @@
   (let* ((img (sd-load "rgb.png")) (d (sd-active img)))
     (sd-fails-cleanly "taesd" img
       (lambda () (sd-call "plug-in-sd-txt2img" (list img d)
-                          (list (cons "model" (sd-path sd-data "taesd/taesd_decoder.safetensors")))))
+                          (list (cons "model"
+                                      (sd-path sd-data "taesd/taesd_decoder.safetensors")))))
       "TAESD" "not a Stable Diffusion checkpoint")
     (gimp-image-delete img)))
 
@@ -211,7 +212,8 @@
       (sd-msg "SD-RESULT " tag ": layer " layer " seed " seed " name \"" name "\"")
       (sd-assert (= (car (gimp-item-is-layer layer)) 1) tag ": not a layer")
       (sd-assert (= (sd-n-layers img) (+ n0 1)) tag ": layer count")
-      (sd-assert (= (car (gimp-image-get-item-position img layer)) pos0) tag ": not above the source")
+      (sd-assert (= (car (gimp-image-get-item-position img layer)) pos0)
+                 tag ": not above the source")
       (sd-assert (= (car (gimp-image-get-item-position img d)) (+ pos0 1)) tag ": source moved")
       (sd-assert-rect tag layer want-rect)
       (sd-assert (sd-contains? name "SD ") tag ": layer name " name)
@@ -368,7 +370,8 @@
     (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 20 10 40 30)
     (let ((layer (sd-filter-case "model-folder" "plug-in-sd-img2img" img '(20 10 40 30)
                                  '(("model" . "tiny-sd15-diffusers")))))
-      (sd-assert (sd-contains? (sd-parasite layer) "/diffusers\n") "model file: " (sd-parasite layer)))
+      (sd-assert (sd-contains? (sd-parasite layer) "/diffusers\n")
+                 "model file: " (sd-parasite layer)))
     (gimp-image-delete img)))
 
 (define (test-txt2img-new-image)
@@ -408,7 +411,8 @@
            (seed (cadr r)))
       (sd-msg "SD-RESULT random seed " seed)
       (sd-assert (and (>= seed 0) (<= seed 2147483647)) "random seed range " seed)
-      (sd-assert (sd-contains? (sd-parasite (car r)) (string-append "seed=" (number->string seed) "\n"))
+      (sd-assert (sd-contains? (sd-parasite (car r))
+                               (string-append "seed=" (number->string seed) "\n"))
                  "random seed recorded"))
     (gimp-image-delete img)))
 
