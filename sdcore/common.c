@@ -15,6 +15,7 @@
 enum { HDR = 64 };
 
 static atomic_size_t live_bytes;
+static atomic_size_t peak_bytes;
 static atomic_long alloc_count;
 static atomic_long fail_at;       /* 0 = never */
 static atomic_bool fail_repeat;
@@ -41,6 +42,16 @@ size_t sd_alloc_live_bytes(void)
     return atomic_load(&live_bytes);
 }
 
+size_t sd_alloc_peak_bytes(void)
+{
+    return atomic_load(&peak_bytes);
+}
+
+void sd_alloc_peak_reset(void)
+{
+    atomic_store(&peak_bytes, atomic_load(&live_bytes));
+}
+
 void *sd_malloc(size_t n)
 {
     size_t total;
@@ -50,7 +61,10 @@ void *sd_malloc(size_t n)
     if (posix_memalign(&p, 64, total ? total : HDR) != 0)
         return NULL;
     *(size_t *)p = n;
-    atomic_fetch_add(&live_bytes, n);
+    size_t live = atomic_fetch_add(&live_bytes, n) + n;
+    size_t peak = atomic_load(&peak_bytes);
+    while (live > peak && !atomic_compare_exchange_weak(&peak_bytes, &peak, live))
+        ;
     return (char *)p + HDR;
 }
 

@@ -26,6 +26,11 @@ char *sd_strdup(const char *s);
 long sd_alloc_fail_after(long nth, bool repeat);
 /* Bytes currently allocated through sd_malloc & co. (for leak checks in tests). */
 size_t sd_alloc_live_bytes(void);
+/* High-water mark of sd_alloc_live_bytes() since the last sd_alloc_peak_reset() (or the
+ * start of the process): tests check with it that an op's scratch stays bounded.  The reset
+ * sets the mark to the current live bytes.  Thread-safe; meaningful when one op runs. */
+size_t sd_alloc_peak_bytes(void);
+void sd_alloc_peak_reset(void);
 
 /* ---- errors ----------------------------------------------------------------------------
  * sd_fail formats a message into err (if non-NULL) and returns code, so call sites read

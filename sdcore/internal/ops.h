@@ -66,9 +66,10 @@ void sd_op_add(sd_ctx *ctx, float *y, const float *x, int64_t n);    /* y += x *
 void sd_op_scale(sd_ctx *ctx, float *y, float s, int64_t n);         /* y *= s */
 /* Add a per-channel value: x [N,C,HW] += v[n*C + c] (the UNet's time embedding). */
 void sd_op_add_channel(sd_ctx *ctx, float *x, const float *v, int N, int C, int64_t HW);
-/* Nearest-neighbour 2x upsampling: x [NC, H, W] -> y [NC, 2H, 2W]. */
+/* Nearest-neighbour 2x upsampling: x [NC, H, W] -> y [NC, 2H, 2W].  y must not alias x. */
 void sd_op_upsample2x(sd_ctx *ctx, const float *x, float *y, int64_t NC, int H, int W);
-/* Transpose each of `batch` matrices [rows, cols] -> [cols, rows] (NCHW <-> NHWC). */
+/* Transpose each of `batch` matrices [rows, cols] -> [cols, rows] (NCHW <-> NHWC).
+ * y must not alias x. */
 void sd_op_transpose(sd_ctx *ctx, const float *x, float *y, int batch, int64_t rows,
                      int64_t cols);
 

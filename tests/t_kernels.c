@@ -1,0 +1,425 @@
+/* tests/t_kernels.c - every slot of every kernel table this machine can run, against the
+ * scalar reference: sizes 1..257 (never only multiples of a vector width) and a few larger,
+ * misaligned starts, in place where the contract allows it, outputs poisoned with NaN and
+ * guard zones checked for stray writes, special values (0, -0, +-inf, NaN, overflow and
+ * underflow edges).  Data is deterministic; the seed is printed and $T_SEED overrides it.
+ * Tolerances are the named constants below; reductions use an error normalised by the sum
+ * of the magnitudes of their terms. */
+#include "harness.h"
+#include "internal/common.h"
+#include "internal/half.h"
+#include "internal/kernels.h"
+
+#include <float.h>
+#include <stdint.h>
+
+/* affine maps: fused vs separately rounded multiply-add, relative to the terms' size */
+#define TOL_AFFINE 2.5e-7
+/* sums: |got - ref| <= TOL_REDUCE * sum|terms| (float32 lanes vs double) */
+#define TOL_REDUCE 1e-6
+/* exp/erf based slots: |got - ref| <= TOL_TRANS * |ref| + TOL_TINY */
+#define TOL_TRANS 1e-6
+/* below this, results are subnormal and may be flushed or rounded differently */
+#define TOL_TINY 1e-37
+/* softmax normaliser: a float32 sum of up to 257 terms vs a double one, relative */
+#define TOL_SOFTMAX_SUM 2e-6
+
+enum { GUARD = 16, MAXN = 4099 };
+
+static const size_t extra_sizes[] = {1000, 4096, 4099};
+
+/* ---- deterministic data ---------------------------------------------------------------- */
+
+static uint64_t rng;
+
+static uint32_t rnd(void)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return (uint32_t)((rng * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+static float uni(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)(rnd() >> 8) * (1.0f / 16777216.0f);
+}
+
+static const float specials[] = {0.0f,     -0.0f,     1e-30f,   -1e-30f,  1.0f,    -1.0f,
+                                 87.3f,    -87.3f,    88.7f,    -88.7f,   89.5f,   -89.5f,
+                                 100.0f,   -100.0f,   -103.9f,  -104.5f,  14.0f,   -14.0f,
+                                 INFINITY, -INFINITY, NAN,      3e38f,    -3e38f,  5.5f};
+
+/* n values uniform in [lo, hi]; with `spec`, the special values come first */
+static void fill(float *x, size_t n, float lo, float hi, bool spec)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = spec && i < SD_ARRAY_LEN(specials) ? specials[i] : uni(lo, hi);
+}
+
+/* ---- buffers with guard zones ------------------------------------------------------------ */
+
+static const uint32_t POISON = 0x7fc0dead; /* a quiet NaN */
+
+static float poison_f(void)
+{
+    return sd_f32_from_bits(POISON);
+}
+
+/* buf holds GUARD + off + n + GUARD floats; everything poisoned */
+static float *guarded(float *buf, size_t off, size_t n)
+{
+    for (size_t i = 0; i < GUARD + off + n + GUARD; i++)
+        buf[i] = poison_f();
+    return buf + GUARD + off;
+}
+
+static bool guards_intact(const float *buf, size_t off, size_t n)
+{
+    for (size_t i = 0; i < GUARD + off; i++)
+        if (sd_f32_bits(buf[i]) != POISON)
+            return false;
+    for (size_t i = GUARD + off + n; i < GUARD + off + n + GUARD; i++)
+        if (sd_f32_bits(buf[i]) != POISON)
+            return false;
+    return true;
+}
+
+/* ---- per-slot bookkeeping ------------------------------------------------------------------ */
+
+typedef struct verdict {
+    long bad;          /* elements out of tolerance */
+    long calls;
+    double worst;      /* largest error / tolerance seen */
+    bool guard_broken;
+    char first[200];   /* the first failure */
+} verdict;
+
+static void note(verdict *v, double err, double tol, const char *fmt, size_t n, size_t i,
+                 double got, double want)
+{
+    bool same = got == want || (isnan(got) && isnan(want)); /* also equal infinities */
+    double ratio = same ? 0 : (tol > 0 ? err / tol : (err > 0 ? INFINITY : 0));
+    if (isnan(ratio) || isnan(got) != isnan(want))
+        ratio = INFINITY;
+    if (ratio > v->worst)
+        v->worst = ratio;
+    if (ratio > 1) {
+        if (v->bad++ == 0)
+            snprintf(v->first, sizeof v->first, "%s n=%zu i=%zu got %.9g want %.9g", fmt, n, i,
+                     got, want);
+    }
+}
+
+static void report(const char *slot, const sd_kernels *k, const verdict *v)
+{
+    bool ok = v->bad == 0 && !v->guard_broken && v->calls > 0;
+    CHECK(ok, "%s/%s: %ld bad elements%s; first: %s", sd_isa_name(k->isa), slot, v->bad,
+          v->guard_broken ? ", wrote outside its output" : "", v->first);
+    fprintf(stderr, "%s %-7s %-22s %ld calls, worst error %.3f of tolerance\n",
+            ok ? "ok  " : "FAIL", sd_isa_name(k->isa), slot, v->calls, v->worst);
+}
+
+/* all sizes: 1..257 and the extra ones */
+static size_t size_at(size_t i)
+{
+    return i < 257 ? i + 1 : extra_sizes[i - 257];
+}
+#define N_SIZES (257 + SD_ARRAY_LEN(extra_sizes))
+
+/* ---- conversions ------------------------------------------------------------------------- */
+
+static void test_cvt(const sd_kernels *k, const sd_kernels *r, bool bf16)
+{
+    static uint16_t src[65536 + 7];
+    static float got[GUARD * 2 + 65536 + 7], want[65536];
+    verdict v = {0};
+    for (size_t off = 0; off < 4; off += 3) {
+        for (uint32_t i = 0; i < 65536; i++)
+            src[off + i] = (uint16_t)i;
+        (bf16 ? r->cvt_bf16_f32 : r->cvt_f16_f32)(src + off, want, 65536);
+        float *out = guarded(got, off, 65536);
+        (bf16 ? k->cvt_bf16_f32 : k->cvt_f16_f32)(src + off, out, 65536);
+        v.calls++;
+        v.guard_broken |= !guards_intact(got, off, 65536);
+        for (size_t i = 0; i < 65536; i++) {
+            bool same = sd_f32_bits(out[i]) == sd_f32_bits(want[i]) ||
+                        (isnan(out[i]) && isnan(want[i]));
+            note(&v, same ? 0 : 1, 0, "all patterns", 65536, i, out[i], want[i]);
+        }
+    }
+    /* and every short length, for the tails */
+    for (size_t n = 1; n <= 40; n++) {
+        for (size_t i = 0; i < n; i++)
+            src[i] = (uint16_t)rnd();
+        (bf16 ? r->cvt_bf16_f32 : r->cvt_f16_f32)(src, want, n);
+        float *out = guarded(got, 1, n);
+        (bf16 ? k->cvt_bf16_f32 : k->cvt_f16_f32)(src, out, n);
+        v.calls++;
+        v.guard_broken |= !guards_intact(got, 1, n);
+        for (size_t i = 0; i < n; i++) {
+            bool same = sd_f32_bits(out[i]) == sd_f32_bits(want[i]) ||
+                        (isnan(out[i]) && isnan(want[i]));
+            note(&v, same ? 0 : 1, 0, "short", n, i, out[i], want[i]);
+        }
+    }
+    report(bf16 ? "cvt_bf16_f32" : "cvt_f16_f32", k, &v);
+}
+
+/* ---- reductions -------------------------------------------------------------------------- */
+
+static void test_reductions(const sd_kernels *k, const sd_kernels *r)
+{
+    static float x[MAXN + 4];
+    verdict vs = {0}, vq = {0};
+    for (size_t si = 0; si < N_SIZES; si++) {
+        size_t n = size_at(si), off = si % 4;
+        float base = si % 3 == 0 ? 50.0f : 0.0f; /* an offset mean makes the centring matter */
+        fill(x + off, n, base - 3.0f, base + 3.0f, false);
+        const float *xs = x + off;
+        double mag = 0;
+        for (size_t i = 0; i < n; i++)
+            mag += fabs(xs[i]);
+        float got = k->sum_f32(xs, n), want = r->sum_f32(xs, n);
+        vs.calls++;
+        note(&vs, fabs((double)got - want), TOL_REDUCE * mag, "sum", n, 0, got, want);
+
+        float mean = want / (float)n;
+        double magq = 0;
+        for (size_t i = 0; i < n; i++)
+            magq += ((double)xs[i] - mean) * ((double)xs[i] - mean);
+        got = k->sumsq_dev_f32(xs, n, mean);
+        want = r->sumsq_dev_f32(xs, n, mean);
+        vq.calls++;
+        note(&vq, fabs((double)got - want), TOL_REDUCE * magq + 1e-30, "sumsq_dev", n, 0, got,
+             want);
+    }
+    CHECK(k->sum_f32(x, 0) == 0 && k->sumsq_dev_f32(x, 0, 1.0f) == 0, "empty sums");
+    report("sum_f32", k, &vs);
+    report("sumsq_dev_f32", k, &vq);
+}
+
+/* ---- affine maps ----------------------------------------------------------------------------- */
+
+typedef enum { AFF_PLAIN, AFF_SILU } aff_kind;
+
+static void test_scale_shift(const sd_kernels *k, const sd_kernels *r, aff_kind kind)
+{
+    static float x[MAXN + 4], want[MAXN], buf[2 * GUARD + MAXN + 4];
+    verdict v = {0};
+    for (size_t si = 0; si < N_SIZES; si++) {
+        size_t n = size_at(si), off = si % 4;
+        float m = uni(-2, 2), a = uni(-3, 3), b = uni(-2, 2);
+        fill(x, n, -5, 5, false);
+        (kind == AFF_SILU ? r->scale_shift_silu_f32 : r->scale_shift_f32)(x, want, n, m, a, b);
+        for (int inplace = 0; inplace < 2; inplace++) {
+            float *out = guarded(buf, off, n);
+            if (inplace)
+                memcpy(out, x, n * sizeof(float));
+            (kind == AFF_SILU ? k->scale_shift_silu_f32 : k->scale_shift_f32)(
+                inplace ? out : x, out, n, m, a, b);
+            v.calls++;
+            v.guard_broken |= !guards_intact(buf, off, n);
+            for (size_t i = 0; i < n; i++) {
+                double mag = fabs(((double)x[i] - m) * a) + fabs(b);
+                double tol = TOL_AFFINE * mag * (kind == AFF_SILU ? 1.1 : 1.0) +
+                             (kind == AFF_SILU ? TOL_TRANS * fabs(want[i]) + TOL_TINY : 0);
+                note(&v, fabs((double)out[i] - want[i]), tol, inplace ? "in place" : "", n, i,
+                     out[i], want[i]);
+            }
+        }
+    }
+    report(kind == AFF_SILU ? "scale_shift_silu_f32" : "scale_shift_f32", k, &v);
+}
+
+static void test_layernorm_apply(const sd_kernels *k, const sd_kernels *r)
+{
+    static float x[MAXN], g[MAXN], b[MAXN], want[MAXN], buf[2 * GUARD + MAXN + 4];
+    verdict v = {0};
+    for (size_t si = 0; si < N_SIZES; si++) {
+        size_t n = size_at(si), off = si % 4;
+        fill(x, n, -4, 4, false);
+        fill(g, n, -2, 2, false);
+        fill(b, n, -1, 1, false);
+        float mean = uni(-1, 1), rstd = uni(0.1f, 3);
+        r->layernorm_apply_f32(x, want, n, mean, rstd, g, b);
+        for (int inplace = 0; inplace < 2; inplace++) {
+            float *out = guarded(buf, off, n);
+            if (inplace)
+                memcpy(out, x, n * sizeof(float));
+            k->layernorm_apply_f32(inplace ? out : x, out, n, mean, rstd, g, b);
+            v.calls++;
+            v.guard_broken |= !guards_intact(buf, off, n);
+            for (size_t i = 0; i < n; i++) {
+                double mag = fabs(((double)x[i] - mean) * rstd * g[i]) + fabs(b[i]);
+                note(&v, fabs((double)out[i] - want[i]), 1.5 * TOL_AFFINE * mag, "", n, i,
+                     out[i], want[i]);
+            }
+        }
+    }
+    report("layernorm_apply_f32", k, &v);
+}
+
+static void test_add(const sd_kernels *k, const sd_kernels *r)
+{
+    static float x[MAXN], y0[MAXN], want[MAXN], buf[2 * GUARD + MAXN + 4];
+    verdict v = {0};
+    for (size_t si = 0; si < N_SIZES; si++) {
+        size_t n = size_at(si), off = si % 4;
+        fill(x, n, -10, 10, si == 30);
+        fill(y0, n, -10, 10, false);
+        memcpy(want, y0, n * sizeof(float));
+        r->add_f32(want, x, n);
+        float *out = guarded(buf, off, n);
+        memcpy(out, y0, n * sizeof(float));
+        k->add_f32(out, x, n);
+        v.calls++;
+        v.guard_broken |= !guards_intact(buf, off, n);
+        for (size_t i = 0; i < n; i++) {
+            bool same = out[i] == want[i] || (isnan(out[i]) && isnan(want[i]));
+            note(&v, same ? 0 : 1, 0, "", n, i, out[i], want[i]);
+        }
+    }
+    report("add_f32", k, &v);
+}
+
+/* ---- activations ----------------------------------------------------------------------------- */
+
+typedef void (*unary_fn)(const float *x, float *y, size_t n);
+
+static void test_unary(const char *slot, const sd_kernels *k, unary_fn got_fn, unary_fn ref_fn,
+                       float lo, float hi)
+{
+    static float x[MAXN], want[MAXN], buf[2 * GUARD + MAXN + 4];
+    verdict v = {0};
+    for (size_t si = 0; si < N_SIZES; si++) {
+        size_t n = size_at(si), off = si % 4;
+        fill(x, n, lo, hi, si >= 40 && si % 5 == 0);
+        ref_fn(x, want, n);
+        for (int inplace = 0; inplace < 2; inplace++) {
+            float *out = guarded(buf, off, n);
+            if (inplace)
+                memcpy(out, x, n * sizeof(float));
+            got_fn(inplace ? out : x, out, n);
+            v.calls++;
+            v.guard_broken |= !guards_intact(buf, off, n);
+            for (size_t i = 0; i < n; i++)
+                note(&v, fabs((double)out[i] - want[i]), TOL_TRANS * fabs(want[i]) + TOL_TINY,
+                     inplace ? "in place" : "", n, i, out[i], want[i]);
+        }
+    }
+    report(slot, k, &v);
+}
+
+static void test_geglu(const sd_kernels *k, const sd_kernels *r)
+{
+    static float a[MAXN], g[MAXN], want[MAXN], buf[2 * GUARD + MAXN + 4];
+    verdict v = {0};
+    for (size_t si = 0; si < N_SIZES; si++) {
+        size_t n = size_at(si), off = si % 4;
+        fill(a, n, -3, 3, false);
+        fill(g, n, -8, 8, si >= 40 && si % 5 == 0);
+        r->geglu_f32(a, g, want, n);
+        for (int inplace = 0; inplace < 2; inplace++) {
+            float *out = guarded(buf, off, n);
+            if (inplace)
+                memcpy(out, a, n * sizeof(float));
+            k->geglu_f32(inplace ? out : a, g, out, n);
+            v.calls++;
+            v.guard_broken |= !guards_intact(buf, off, n);
+            for (size_t i = 0; i < n; i++)
+                note(&v, fabs((double)out[i] - want[i]), TOL_TRANS * fabs(want[i]) + TOL_TINY,
+                     inplace ? "in place" : "", n, i, out[i], want[i]);
+        }
+    }
+    report("geglu_f32", k, &v);
+}
+
+/* ---- online softmax ---------------------------------------------------------------------- */
+
+static void test_softmax(const sd_kernels *k, const sd_kernels *r)
+{
+    static float s[MAXN], sr[MAXN], buf[2 * GUARD + MAXN + 4];
+    verdict v = {0};
+    for (size_t si = 0; si < N_SIZES; si++) {
+        size_t n = size_at(si), off = si % 4;
+        /* two blocks, as attention streams them; scores spread over exp's whole range */
+        size_t n1 = n / 3, n2 = n - n1;
+        fill(s, n, -60, 30, false);
+        if (si % 7 == 3)
+            s[n / 2] = -INFINITY; /* a masked key */
+        if (si % 11 == 5 && n > 2)
+            s[n - 1] = -200.0f;   /* underflows to 0 */
+        memcpy(sr, s, n * sizeof(float));
+        float mg = -INFINITY, lg = 0, mr = -INFINITY, lr = 0;
+        float *out = guarded(buf, off, n);
+        memcpy(out, s, n * sizeof(float));
+        float ag1 = k->softmax_step_f32(out, n1, &mg, &lg);
+        float ar1 = r->softmax_step_f32(sr, n1, &mr, &lr);
+        float ag2 = k->softmax_step_f32(out + n1, n2, &mg, &lg);
+        float ar2 = r->softmax_step_f32(sr + n1, n2, &mr, &lr);
+        v.calls++;
+        v.guard_broken |= !guards_intact(buf, off, n);
+        note(&v, mg == mr ? 0 : 1, 0, "max", n, 0, mg, mr);
+        note(&v, fabs((double)ag1 - ar1), TOL_TRANS * fabs(ar1), "alpha1", n, 0, ag1, ar1);
+        note(&v, fabs((double)ag2 - ar2), TOL_TRANS * fabs(ar2) + TOL_TINY, "alpha2", n, 0, ag2,
+             ar2);
+        note(&v, fabs((double)lg - lr), TOL_SOFTMAX_SUM * lr, "sum", n, 0, lg, lr);
+        for (size_t i = 0; i < n; i++)
+            note(&v, fabs((double)out[i] - sr[i]), TOL_TRANS * fabs(sr[i]) + TOL_TINY, "p", n, i,
+                 out[i], sr[i]);
+    }
+    /* edge cases: an empty block keeps everything; an all-masked block gives zeros */
+    float m = 2.0f, l = 3.0f, z[5];
+    v.calls++;
+    note(&v, k->softmax_step_f32(z, 0, &m, &l) == 1.0f && m == 2.0f && l == 3.0f ? 0 : 1, 0,
+         "empty block", 0, 0, m, 2.0);
+    for (int i = 0; i < 5; i++)
+        z[i] = -INFINITY;
+    m = -INFINITY;
+    l = 0;
+    float a = k->softmax_step_f32(z, 5, &m, &l);
+    bool zeros = true;
+    for (int i = 0; i < 5; i++)
+        zeros &= z[i] == 0.0f;
+    note(&v, a == 1.0f && zeros && l == 0.0f && m == -INFINITY ? 0 : 1, 0, "all masked", 5, 0, a,
+         1.0);
+    report("softmax_step_f32", k, &v);
+}
+
+int main(void)
+{
+    const char *env = getenv("T_SEED");
+    uint64_t seed = env && *env ? strtoull(env, NULL, 0) : 0x5eed2024ULL;
+    printf("t_kernels: seed 0x%llx (set T_SEED to change)\n", (unsigned long long)seed);
+    const sd_kernels *r = sd_kernels_ref();
+    CHECK(r && r->isa == SD_ISA_SCALAR, "reference table");
+    int tested = 0;
+    for (int isa = SD_ISA_AVX2; isa < SD_ISA_COUNT; isa++) {
+        const sd_kernels *k = sd_kernels_for((sd_isa)isa);
+        if (!k) {
+            printf("t_kernels: %s not available on this CPU/OS: skipped\n",
+                   sd_isa_name((sd_isa)isa));
+            continue;
+        }
+        tested++;
+        rng = seed + (uint64_t)isa;
+        test_cvt(k, r, false);
+        test_cvt(k, r, true);
+        test_reductions(k, r);
+        test_scale_shift(k, r, AFF_PLAIN);
+        test_scale_shift(k, r, AFF_SILU);
+        test_layernorm_apply(k, r);
+        test_add(k, r);
+        test_unary("silu_f32", k, k->silu_f32, r->silu_f32, -20, 20);
+        test_unary("gelu_f32", k, k->gelu_f32, r->gelu_f32, -14, 14);
+        test_unary("quick_gelu_f32", k, k->quick_gelu_f32, r->quick_gelu_f32, -20, 20);
+        test_geglu(k, r);
+        test_softmax(k, r);
+    }
+    printf("t_kernels: %d SIMD table(s) tested against the reference\n", tested);
+    /* the chosen table is one of the tested ones (or the reference) */
+    const sd_kernels *chosen = sd_kernels_get();
+    CHECK(chosen == r || chosen == sd_kernels_for(chosen->isa), "process table is a known one");
+    return t_summary("t_kernels");
+}
