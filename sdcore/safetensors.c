@@ -271,9 +271,12 @@ static sd_status parse_into(sd_st_file *f, const uint8_t *buf, size_t size, cons
     size_t arena = 0;
     for (size_t i = 0; i < root->n; i++) {
         const sd_json *k = &root->keys[i];
-        if (strlen(k->str) != k->len) {
-            st = sd_fail(err, SD_ERR_FORMAT, "%s: tensor name with a NUL character", what);
-            goto out;
+        for (size_t c = 0; c < k->len; c++) {
+            if ((unsigned char)k->str[c] < 0x20 || k->str[c] == 0x7F) {
+                st = sd_fail(err, SD_ERR_FORMAT,
+                             "%s: tensor name with a control character (byte %zu)", what, c);
+                goto out;
+            }
         }
         if (!strcmp(k->str, "__metadata__")) {
             meta = &root->items[i];

@@ -253,7 +253,10 @@ static void test_malformed(void)
          "data_offsets"},
         {"{\"__metadata__\":{\"a\":1}}", 0, "__metadata__"},
         {"{\"__metadata__\":[\"a\"]}", 0, "__metadata__"},
-        {"{\"a\\u0000b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, "NUL"},
+        {"{\"a\\u0000b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+         "control character"},
+        {"{\"a\\nb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+         "control character"},
         {"{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
          "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, "JSON"},
         {"{\"a\":{\"dtype\":\"F16\\u0000\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2, "dtype"},

@@ -20,10 +20,12 @@ static int cmd_sysinfo(int argc, char **argv)
 static const sd_cli_cmd cmd_sysinfo_entry = {
     "sysinfo", "", "CPU features found and the kernel variant in use", cmd_sysinfo};
 
+extern const sd_cli_cmd sd_cli_cmd_info;
 extern const sd_cli_cmd sd_cli_cmd_vae_decode, sd_cli_cmd_vae_encode, sd_cli_cmd_vae;
 
 static const sd_cli_cmd *const commands[] = {
     &cmd_sysinfo_entry,
+    &sd_cli_cmd_info,
     &sd_cli_cmd_vae_decode,
     &sd_cli_cmd_vae_encode,
     &sd_cli_cmd_vae,
