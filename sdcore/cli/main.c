@@ -21,10 +21,12 @@ static const sd_cli_cmd cmd_sysinfo_entry = {
     "sysinfo", "", "CPU features found and the kernel variant in use", cmd_sysinfo};
 
 extern const sd_cli_cmd sd_cli_cmd_info;
+extern const sd_cli_cmd sd_cli_cmd_make_random_model;
 
 static const sd_cli_cmd *const commands[] = {
     &cmd_sysinfo_entry,
     &sd_cli_cmd_info,
+    &sd_cli_cmd_make_random_model,
 };
 
 int sd_cli_fail(const char *cmd, const char *fmt, ...)
