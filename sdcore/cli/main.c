@@ -25,6 +25,7 @@ extern const sd_cli_cmd sd_cli_cmd_tokenize;
 extern const sd_cli_cmd sd_cli_cmd_encode_text;
 extern const sd_cli_cmd sd_cli_cmd_unet;
 extern const sd_cli_cmd sd_cli_cmd_vae_decode, sd_cli_cmd_vae_encode, sd_cli_cmd_vae;
+extern const sd_cli_cmd sd_cli_cmd_make_random_model;
 
 static const sd_cli_cmd *const commands[] = {
     &cmd_sysinfo_entry,
@@ -35,6 +36,7 @@ static const sd_cli_cmd *const commands[] = {
     &sd_cli_cmd_vae_decode,
     &sd_cli_cmd_vae_encode,
     &sd_cli_cmd_vae,
+    &sd_cli_cmd_make_random_model,
 };
 
 int sd_cli_fail(const char *cmd, const char *fmt, ...)
