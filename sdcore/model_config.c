@@ -8,7 +8,9 @@
  *     "text_encoder": { "num_attention_heads": 12, "hidden_act": "quick_gelu" | "gelu",
  *                       "layer_norm_eps": 1e-05 },
  *     "vae":          { "scaling_factor": 0.18215 },
- *     "scheduler":    { "prediction_type": "epsilon" | "v_prediction" },
+ *     "scheduler":    { "prediction_type": "epsilon" | "v_prediction",
+ *                       "_class_name": "LCMScheduler" (-> LCM variant),
+ *                       "timestep_spacing": "trailing" (-> SD-Turbo variant) },
  *     "tokenizer":    { "pad_token": "<|endoftext|>" | "!" } }
  *
  * Other keys of these objects are ignored (configs hold many); keys starting with '_' are
@@ -178,6 +180,12 @@ static sd_status apply_vae(sd_model_hparams *hp, const sd_json *cfg, const char 
 static sd_status apply_scheduler(sd_model_hparams *hp, const sd_json *cfg, const char *what,
                                  sd_error *err)
 {
+    const char *cls = sd_json_str(sd_json_get(cfg, "_class_name"), "");
+    const char *spacing = sd_json_str(sd_json_get(cfg, "timestep_spacing"), "");
+    if (!strcmp(cls, "LCMScheduler"))
+        hp->variant = SD_VARIANT_LCM;
+    else if (!strcmp(spacing, "trailing"))
+        hp->variant = SD_VARIANT_TURBO;
     const sd_json *p = sd_json_get(cfg, "prediction_type");
     if (!present(p))
         return SD_OK;
