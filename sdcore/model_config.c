@@ -154,10 +154,11 @@ static sd_status apply_text(sd_model_hparams *hp, const sd_json *cfg, const char
     }
     const sd_json *eps = sd_json_get(cfg, "layer_norm_eps");
     if (present(eps)) {
-        double e = sd_json_num(eps, -1);
+        /* checked as the float it is used as: 1e-50 would become 0 */
+        float e = (float)sd_json_num(eps, -1);
         if (eps->type != SD_JSON_NUMBER || !(e > 0 && e < 1))
             return BAD("%s: text_encoder.layer_norm_eps must be a number in (0, 1)", what);
-        hp->text_eps = (float)e;
+        hp->text_eps = e;
     }
     return SD_OK;
 }
@@ -167,10 +168,11 @@ static sd_status apply_vae(sd_model_hparams *hp, const sd_json *cfg, const char 
 {
     const sd_json *s = sd_json_get(cfg, "scaling_factor");
     if (present(s)) {
-        double v = sd_json_num(s, -1);
-        if (s->type != SD_JSON_NUMBER || !(v > 0 && v < 1e6))
-            return BAD("%s: vae.scaling_factor must be a positive number", what);
-        hp->vae_scaling_factor = (float)v;
+        /* checked as the float it is used as (latents are divided by it) */
+        float v = (float)sd_json_num(s, -1);
+        if (s->type != SD_JSON_NUMBER || !(v >= 1e-6f && v < 1e6f))
+            return BAD("%s: vae.scaling_factor must be a number in [1e-6, 1e6)", what);
+        hp->vae_scaling_factor = v;
     }
     return SD_OK;
 }
@@ -245,19 +247,29 @@ sd_status sd_model_apply_config(sd_model *m, const char *which, const sd_json *c
                "tokenizer)", what, which);
 }
 
+sd_status sd_model_apply_sidecar_json(sd_model *m, const sd_json *root, const char *what,
+                                      sd_error *err)
+{
+    if (root->type != SD_JSON_OBJECT)
+        return BAD("%s: not a JSON object", what);
+    for (size_t i = 0; i < root->n; i++) {
+        const char *key = root->keys[i].str;
+        if (key[0] == '_')
+            continue;
+        sd_status st = sd_model_apply_config(m, key, &root->items[i], what, err);
+        if (st != SD_OK)
+            return st;
+    }
+    return SD_OK;
+}
+
 sd_status sd_model_apply_sidecar(sd_model *m, const char *path, sd_error *err)
 {
     sd_json *root = NULL;
     sd_status st = sd_json_parse_file(path, 1 << 20, &root, err);
     if (st != SD_OK)
         return st;
-    if (root->type != SD_JSON_OBJECT)
-        st = BAD("%s: not a JSON object", path);
-    for (size_t i = 0; st == SD_OK && i < root->n; i++) {
-        const char *key = root->keys[i].str;
-        if (key[0] != '_')
-            st = sd_model_apply_config(m, key, &root->items[i], path, err);
-    }
+    st = sd_model_apply_sidecar_json(m, root, path, err);
     sd_json_free(root);
     return st;
 }

@@ -435,7 +435,7 @@ static sd_status new_net(const sd_model *m, vae_net **out, sd_error *err)
 
 sd_vae_opts sd_vae_opts_default(void)
 {
-    return (sd_vae_opts){.tile = -1, .overlap = -1, .progress = NULL, .user = NULL};
+    return (sd_vae_opts){.tile = -1, .overlap = -1, .fast = false, .progress = NULL, .user = NULL};
 }
 
 sd_status sd_vae_get_info(const sd_model *m, sd_vae_info *out, sd_error *err)
@@ -459,11 +459,15 @@ sd_status sd_vae_get_info(const sd_model *m, sd_vae_info *out, sd_error *err)
  * Working memory
  * ========================================================================================== */
 
-/* Three activation buffers of `act` floats (the current activation x and two temporaries)
- * and three attention buffers (q, k, v) of `att` floats. */
+typedef struct gn_stats gn_stats;
+
+/* Three activation buffers of `act` floats (the current activation x and two temporaries),
+ * three attention buffers (q, k, v) of `att` floats, and the shared GroupNorm statistics
+ * of a tiled run (NULL: every norm computes its own). */
 typedef struct work {
     float *x, *t1, *t2;
     float *q, *k, *v;
+    gn_stats *stats;
 } work;
 
 static void work_free(work *w)
@@ -510,7 +514,7 @@ static int64_t level_need(const level *lv, int64_t hw)
     return n;
 }
 
-/* Activation and attention sizes for the encoder at H x W image pixels. */
+/* Activation and attention sizes for the whole encoder at H x W image pixels. */
 static void enc_need(const half_net *e, int H, int W, int64_t *act, int64_t *att)
 {
     int64_t hw = (int64_t)H * W, n = (int64_t)e->conv_in.cout * hw;
@@ -526,7 +530,7 @@ static void enc_need(const half_net *e, int H, int W, int64_t *act, int64_t *att
     *att = e->attn.present ? (int64_t)c * hw : 0;
 }
 
-/* Activation and attention sizes for the decoder at h x w latent pixels. */
+/* Activation and attention sizes for the whole decoder at h x w latent pixels. */
 static void dec_need(const half_net *d, int h, int w, int64_t *act, int64_t *att)
 {
     int64_t hw = (int64_t)h * w;
@@ -545,6 +549,168 @@ static void dec_need(const half_net *d, int h, int w, int64_t *act, int64_t *att
 }
 
 /* ============================================================================================
+ * GroupNorm statistics shared by the tiles of one image
+ *
+ * Normalising each tile with its own statistics makes tiles disagree (brightness and colour
+ * shift from tile to tile).  Instead every GroupNorm of a tiled run uses statistics of the
+ * whole image: first estimated on a box-downscaled copy of the input that fits in one tile
+ * (STATS_RECORD); then, unless opts->fast, measured again over all tiles while replaying
+ * that estimate, each tile contributing only the region it owns (the owned regions
+ * partition the image); the final pass replays the measured values (STATS_REPLAY).
+ * ========================================================================================== */
+
+typedef enum stats_mode { STATS_OWN, STATS_RECORD, STATS_REPLAY } stats_mode;
+
+struct gn_stats {
+    stats_mode mode;
+    float *mv;              /* (mean, var) per group, for each norm in call order */
+    size_t n, cap, pos;     /* floats in mv, allocated, next to replay */
+    double *acc;            /* when non-NULL (with STATS_REPLAY): per norm, ACC_STRIDE
+                               doubles: sums over owned regions of (x - mean) per group,
+                               of (x - mean)^2 per group, and the count per group */
+    int th, tw;             /* tile size, latent pixels */
+    int oy0, oy1, ox0, ox1; /* owned region of the current tile: latent pixels, tile-relative */
+};
+
+#define ACC_STRIDE (2 * GN_GROUPS + 1)
+
+typedef struct moments_job {
+    const float *x;
+    int cg, H, W;
+    int y0, y1, x0, x1;     /* region */
+    const float *mv;        /* shift by these means, or NULL */
+    double *sum, *sq;       /* [GN_GROUPS] */
+} moments_job;
+
+static void moments_task(void *arg, int g, int n_tasks)
+{
+    (void)n_tasks;
+    const moments_job *j = arg;
+    double s = 0, q = 0, shift = j->mv ? j->mv[2 * g] : 0.0;
+    for (int c = g * j->cg; c < (g + 1) * j->cg; c++)
+        for (int y = j->y0; y < j->y1; y++) {
+            const float *row = j->x + ((int64_t)c * j->H + y) * j->W;
+            for (int x = j->x0; x < j->x1; x++) {
+                double d = row[x] - shift;
+                s += d, q += d * d;
+            }
+        }
+    j->sum[g] = s, j->sq[g] = q;
+}
+
+typedef struct affine_job {
+    const float *x;
+    float *y;
+    const float *ab;        /* per channel: scale, shift */
+    int64_t hw;
+    bool silu;
+} affine_job;
+
+static void affine_task(void *arg, int c, int n_tasks)
+{
+    (void)n_tasks;
+    const affine_job *j = arg;
+    const float *x = j->x + c * j->hw;
+    float *y = j->y + c * j->hw;
+    float a = j->ab[2 * c], b = j->ab[2 * c + 1];
+    for (int64_t i = 0; i < j->hw; i++) {
+        float t = x[i] * a + b;
+        y[i] = j->silu ? t / (1.0f + expf(-t)) : t;
+    }
+}
+
+/* GroupNorm of x [C, H, W] with the given (mean, var) per group, + SiLU if asked. */
+static sd_status norm_with(sd_ctx *ctx, const norm *n, const float *mv, const float *x,
+                           float *y, int64_t hw, bool silu, sd_error *err)
+{
+    float *ab = sd_malloc(2 * (size_t)n->c * sizeof(float));
+    float *beta = sd_malloc((size_t)n->c * sizeof(float));
+    sd_status st = !ab || !beta ? sd_fail_nomem(err, "VAE norm") : SD_OK;
+    if (st == SD_OK)
+        st = sd_tensor_to_f32(ctx, n->g, ab, n->c, err);
+    if (st == SD_OK)
+        st = sd_tensor_to_f32(ctx, n->b, beta, n->c, err);
+    if (st == SD_OK) {
+        int cg = n->c / GN_GROUPS;
+        for (int c = n->c - 1; c >= 0; c--) {   /* backwards: ab[c] is read before written */
+            int g = c / cg;
+            float a = ab[c] / sqrtf(mv[2 * g + 1] + GN_EPS);
+            ab[2 * c] = a;
+            ab[2 * c + 1] = beta[c] - mv[2 * g] * a;
+        }
+        affine_job j = {x, y, ab, hw, silu};
+        sd_pool_run(ctx->pool, affine_task, &j, n->c);
+    }
+    sd_free(ab), sd_free(beta);
+    return st;
+}
+
+/* The network's GroupNorm (+ SiLU): x [C, H, W] -> y (may alias x), with statistics
+ * recorded, replayed or accumulated as w->stats says. */
+static sd_status run_norm(sd_ctx *ctx, work *w, const norm *n, const float *x, float *y, int H,
+                          int W, bool silu, sd_error *err)
+{
+    gn_stats *s = w->stats;
+    int64_t hw = (int64_t)H * W;
+    int cg = n->c / GN_GROUPS;
+    double sum[GN_GROUPS], sq[GN_GROUPS];
+    if (!s || s->mode == STATS_OWN)
+        return sd_op_groupnorm(ctx, x, y, 1, n->c, hw, GN_GROUPS, n->g, n->b, GN_EPS, silu,
+                               err);
+    if (s->mode == STATS_RECORD) {
+        if (s->n + 2 * GN_GROUPS > s->cap) {
+            size_t cap = s->cap * 2 + 8 * GN_GROUPS;
+            float *mv = sd_realloc(s->mv, cap * sizeof(float));
+            if (!mv)
+                return sd_fail_nomem(err, "VAE statistics");
+            s->mv = mv, s->cap = cap;
+        }
+        moments_job j = {x, cg, H, W, 0, H, 0, W, NULL, sum, sq};
+        sd_pool_run(ctx->pool, moments_task, &j, GN_GROUPS);
+        double cnt = (double)cg * (double)hw;
+        for (int g = 0; g < GN_GROUPS; g++) {
+            double mean = sum[g] / cnt;
+            s->mv[s->n++] = (float)mean;
+            s->mv[s->n++] = (float)fmax(sq[g] / cnt - mean * mean, 0.0);
+        }
+        return sd_op_groupnorm(ctx, x, y, 1, n->c, hw, GN_GROUPS, n->g, n->b, GN_EPS, silu,
+                               err);
+    }
+    if (SD_NEVER(s->pos + 2 * GN_GROUPS > s->n))
+        return sd_fail(err, SD_ERR_INTERNAL, "VAE: statistics replay out of step");
+    const float *mv = s->mv + s->pos;
+    if (s->acc) {
+        int scale = H / s->th;    /* activation pixels per latent pixel at this level */
+        moments_job j = {x, cg, H, W, s->oy0 * scale, s->oy1 * scale, s->ox0 * scale,
+                         s->ox1 * scale, mv, sum, sq};
+        sd_pool_run(ctx->pool, moments_task, &j, GN_GROUPS);
+        double *acc = s->acc + s->pos / (2 * GN_GROUPS) * ACC_STRIDE;
+        for (int g = 0; g < GN_GROUPS; g++)
+            acc[g] += sum[g], acc[GN_GROUPS + g] += sq[g];
+        acc[2 * GN_GROUPS] += (double)(j.y1 - j.y0) * (double)(j.x1 - j.x0) * cg;
+    }
+    s->pos += 2 * GN_GROUPS;
+    return norm_with(ctx, n, mv, x, y, hw, silu, err);
+}
+
+/* Replace the replayed statistics by those accumulated over the owned regions. */
+static void stats_from_acc(gn_stats *s)
+{
+    for (size_t k = 0; k < s->n / (2 * GN_GROUPS); k++) {
+        const double *acc = s->acc + k * ACC_STRIDE;
+        float *mv = s->mv + k * 2 * GN_GROUPS;
+        double cnt = acc[2 * GN_GROUPS];
+        if (cnt <= 0)
+            continue;
+        for (int g = 0; g < GN_GROUPS; g++) {
+            double m1 = acc[g] / cnt;
+            mv[2 * g + 1] = (float)fmax(acc[GN_GROUPS + g] / cnt - m1 * m1, 0.0);
+            mv[2 * g] = (float)(mv[2 * g] + m1);
+        }
+    }
+}
+
+/* ============================================================================================
  * Blocks
  * ========================================================================================== */
 
@@ -560,25 +726,18 @@ static sd_status run_conv(sd_ctx *ctx, const conv *c, const float *x, int H, int
     return sd_op_conv2d(ctx, x, 1, c->cin, H, W, c->w, c->b, p, y, err);
 }
 
-static sd_status run_norm(sd_ctx *ctx, const norm *n, const float *x, float *y, int64_t hw,
-                          bool silu, sd_error *err)
-{
-    return sd_op_groupnorm(ctx, x, y, 1, n->c, hw, GN_GROUPS, n->g, n->b, GN_EPS, silu, err);
-}
-
 /* ResnetBlock.forward: x + conv2(silu(norm2(conv1(silu(norm1(x)))))), the skip through
  * nin_shortcut when the width changes.  In and out in w->x. */
 static sd_status resblock_fwd(sd_ctx *ctx, const resblock *r, work *w, int H, int W,
                               sd_error *err)
 {
-    int64_t hw = (int64_t)H * W;
     sd_status st;
-    if ((st = run_norm(ctx, &r->n1, w->x, w->t1, hw, true, err)) != SD_OK ||
+    if ((st = run_norm(ctx, w, &r->n1, w->x, w->t1, H, W, true, err)) != SD_OK ||
         (st = run_conv(ctx, &r->c1, w->t1, H, W, &CONV3, w->t2, err)) != SD_OK ||
-        (st = run_norm(ctx, &r->n2, w->t2, w->t2, hw, true, err)) != SD_OK ||
+        (st = run_norm(ctx, w, &r->n2, w->t2, w->t2, H, W, true, err)) != SD_OK ||
         (st = run_conv(ctx, &r->c2, w->t2, H, W, &CONV3, w->t1, err)) != SD_OK)
         return st;
-    int64_t n = (int64_t)r->c2.cout * hw;
+    int64_t n = (int64_t)r->c2.cout * H * W;
     if (r->nin.w) {
         if ((st = run_conv(ctx, &r->nin, w->x, H, W, &CONV1, w->t2, err)) != SD_OK)
             return st;
@@ -596,7 +755,7 @@ static sd_status attn_fwd(sd_ctx *ctx, const attnblock *a, work *w, int H, int W
 {
     int C = a->n.c;
     int64_t L = (int64_t)H * W;
-    sd_status st = run_norm(ctx, &a->n, w->x, w->t1, L, false, err);
+    sd_status st = run_norm(ctx, w, &a->n, w->x, w->t1, H, W, false, err);
     if (st != SD_OK)
         return st;
     sd_op_transpose(ctx, w->t1, w->t2, 1, C, L);   /* [C, L] -> tokens [L, C] */
@@ -626,15 +785,19 @@ static sd_status mid_fwd(sd_ctx *ctx, const half_net *h, work *w, int H, int W, 
 }
 
 /* ============================================================================================
- * Encoder and decoder, one piece at a time
+ * The two segments of each network
+ *
+ * Each network splits into a full-resolution segment (encoder: conv_in and the down levels;
+ * decoder: the up levels and the output) and a latent-resolution segment around the
+ * mid-block attention (encoder: mid block, norm_out, conv_out, quant_conv; decoder:
+ * post_quant_conv, conv_in, mid block).  Tiling cuts the first; the second, small in memory
+ * but global through its attention, runs on the whole latent when it is not too large.
  * ========================================================================================== */
 
-/* Encoder.forward + quant_conv + posterior: image [3, H, W] -> moments [2Z, H/f, W/f] =
- * mean | logvar, logvar clamped. */
-static sd_status encode_piece(sd_ctx *ctx, const vae_net *net, work *w, const float *image,
-                              int H, int W, float *moments, sd_error *err)
+/* Encoder, full-resolution segment: image [3, H, W] -> features in w->x [C, H/f, W/f]. */
+static sd_status enc_down(sd_ctx *ctx, const half_net *e, work *w, const float *image, int H,
+                          int W, sd_error *err)
 {
-    const half_net *e = &net->enc;
     sd_status st = run_conv(ctx, &e->conv_in, image, H, W, &CONV3, w->x, err);
     for (int i = 0; st == SD_OK && i < e->n_levels; i++) {
         const level *lv = &e->levels[i];
@@ -646,39 +809,54 @@ static sd_status encode_piece(sd_ctx *ctx, const vae_net *net, work *w, const fl
             H /= 2, W /= 2;
         }
     }
+    return st;
+}
+
+/* Encoder, latent segment + posterior: features in w->x [C, h, w] -> moments [2Z, h, w] =
+ * mean | logvar, logvar clamped to [-30, 20]. */
+static sd_status enc_out(sd_ctx *ctx, const vae_net *net, work *w, int h, int wd,
+                         float *moments, sd_error *err)
+{
+    const half_net *e = &net->enc;
+    sd_status st = mid_fwd(ctx, e, w, h, wd, err);
     if (st == SD_OK)
-        st = mid_fwd(ctx, e, w, H, W, err);
-    int64_t hw = (int64_t)H * W;
+        st = run_norm(ctx, w, &e->norm_out, w->x, w->t1, h, wd, true, err);
     if (st == SD_OK)
-        st = run_norm(ctx, &e->norm_out, w->x, w->t1, hw, true, err);
-    if (st == SD_OK)
-        st = run_conv(ctx, &e->conv_out, w->t1, H, W, &CONV3, e->quant.w ? w->t2 : moments,
+        st = run_conv(ctx, &e->conv_out, w->t1, h, wd, &CONV3, e->quant.w ? w->t2 : moments,
                       err);
     if (st == SD_OK && e->quant.w)
-        st = run_conv(ctx, &e->quant, w->t2, H, W, &CONV1, moments, err);
+        st = run_conv(ctx, &e->quant, w->t2, h, wd, &CONV1, moments, err);
     if (st != SD_OK)
         return st;
-    float *logvar = moments + (int64_t)net->z * hw;
-    for (int64_t i = 0; i < (int64_t)net->z * hw; i++)
+    int64_t n = (int64_t)net->z * h * wd;
+    float *logvar = moments + n;
+    for (int64_t i = 0; i < n; i++)
         logvar[i] = fminf(fmaxf(logvar[i], LOGVAR_MIN), LOGVAR_MAX);
     return SD_OK;
 }
 
-/* post_quant_conv + Decoder.forward: z [Z, h, w] -> image [3, f h, f w]. */
-static sd_status decode_piece(sd_ctx *ctx, const vae_net *net, work *w, const float *z, int H,
-                              int W, float *image, sd_error *err)
+/* Decoder, latent segment: z [Z, h, w] -> w->x [C, h, w] (post_quant_conv, conv_in, mid). */
+static sd_status dec_mid(sd_ctx *ctx, const half_net *d, work *w, const float *z, int h, int wd,
+                         sd_error *err)
 {
-    const half_net *d = &net->dec;
     sd_status st = SD_OK;
     const float *in = z;
     if (d->quant.w) {
-        st = run_conv(ctx, &d->quant, z, H, W, &CONV1, w->t1, err);
+        st = run_conv(ctx, &d->quant, z, h, wd, &CONV1, w->t1, err);
         in = w->t1;
     }
     if (st == SD_OK)
-        st = run_conv(ctx, &d->conv_in, in, H, W, &CONV3, w->x, err);
+        st = run_conv(ctx, &d->conv_in, in, h, wd, &CONV3, w->x, err);
     if (st == SD_OK)
-        st = mid_fwd(ctx, d, w, H, W, err);
+        st = mid_fwd(ctx, d, w, h, wd, err);
+    return st;
+}
+
+/* Decoder, full-resolution segment: w->x [C, h, w] -> image [3, f h, f w]. */
+static sd_status dec_up(sd_ctx *ctx, const half_net *d, work *w, int H, int W, float *image,
+                        sd_error *err)
+{
+    sd_status st = SD_OK;
     for (int i = d->n_levels - 1; st == SD_OK && i >= 0; i--) {
         const level *lv = &d->levels[i];
         for (int j = 0; st == SD_OK && j < lv->n_blocks; j++)
@@ -691,37 +869,69 @@ static sd_status decode_piece(sd_ctx *ctx, const vae_net *net, work *w, const fl
         }
     }
     if (st == SD_OK)
-        st = run_norm(ctx, &d->norm_out, w->x, w->t1, (int64_t)H * W, true, err);
+        st = run_norm(ctx, w, &d->norm_out, w->x, w->t1, H, W, true, err);
     if (st == SD_OK)
         st = run_conv(ctx, &d->conv_out, w->t1, H, W, &CONV3, image, err);
     return st;
 }
 
 /* ============================================================================================
- * Tiling: overlapping tiles in latent coordinates, blended with linear ramps
+ * Running a network on a whole image or on overlapping tiles
  * ========================================================================================== */
 
+/* One network run: in [cin, h in_mul, w in_mul] -> out [cout, h out_mul, w out_mul] for a
+ * latent size h x w. */
 typedef struct job {
     const vae_net *net;
-    bool decode;           /* decode: in = latent [Z, h, w]; encode: in = image [3, fh, fw] */
-    int cin, cout;         /* channels of in and out */
+    bool decode;
+    bool with_mid;         /* the latent segment runs inside the job (else before/after it) */
+    int cin, cout;
     int in_mul, out_mul;   /* pixels per latent pixel of in and out */
 } job;
 
-static void need_for(const job *j, int th, int tw, int64_t *act, int64_t *att)
+static void job_need(const job *j, int h, int w, int64_t *act, int64_t *att)
 {
     if (j->decode)
-        dec_need(&j->net->dec, th, tw, act, att);
+        dec_need(&j->net->dec, h, w, act, att);
     else
-        enc_need(&j->net->enc, th * j->net->factor, tw * j->net->factor, act, att);
+        enc_need(&j->net->enc, h * j->in_mul, w * j->in_mul, act, att);
+    if (!j->with_mid)
+        *att = 0;
 }
 
-static sd_status run_piece(sd_ctx *ctx, const job *j, work *w, const float *in, int th, int tw,
+static sd_status job_run(sd_ctx *ctx, const job *j, work *w, const float *in, int h, int wd,
+                         float *out, sd_error *err)
+{
+    sd_status st;
+    if (j->decode) {
+        if (j->with_mid)
+            st = dec_mid(ctx, &j->net->dec, w, in, h, wd, err);
+        else
+            st = SD_OK, memcpy(w->x, in, (size_t)j->cin * (size_t)h * (size_t)wd * 4);
+        if (st == SD_OK)
+            st = dec_up(ctx, &j->net->dec, w, h, wd, out, err);
+        return st;
+    }
+    st = enc_down(ctx, &j->net->enc, w, in, h * j->in_mul, wd * j->in_mul, err);
+    if (st == SD_OK && j->with_mid)
+        st = enc_out(ctx, j->net, w, h, wd, out, err);
+    else if (st == SD_OK)
+        memcpy(out, w->x, (size_t)j->cout * (size_t)h * (size_t)wd * sizeof(float));
+    return st;
+}
+
+/* Run j on the whole image with its own working memory. */
+static sd_status job_whole(sd_ctx *ctx, const job *j, const float *in, int h, int w,
                            float *out, sd_error *err)
 {
-    if (j->decode)
-        return decode_piece(ctx, j->net, w, in, th, tw, out, err);
-    return encode_piece(ctx, j->net, w, in, th * j->in_mul, tw * j->in_mul, out, err);
+    int64_t act, att;
+    job_need(j, h, w, &act, &att);
+    work wk;
+    sd_status st = work_alloc(&wk, act, att, err);
+    if (st == SD_OK)
+        st = job_run(ctx, j, &wk, in, h, w, out, err);
+    work_free(&wk);
+    return st;
 }
 
 /* Tile origins along an axis of L latent pixels: n tiles of side T overlapping >= O. */
@@ -737,9 +947,18 @@ static int tile_starts(int L, int T, int O, int *starts)
     return n;
 }
 
+/* The part of tile i that it owns: from the middle of its overlap with the previous tile to
+ * the middle of its overlap with the next; *a, *b relative to the tile. */
+static void owned(const int *starts, int n, int i, int T, int L, int *a, int *b)
+{
+    int lo = i == 0 ? 0 : (starts[i] + starts[i - 1] + T) / 2;
+    int hi = i == n - 1 ? L : (starts[i + 1] + starts[i] + T) / 2;
+    *a = lo - starts[i], *b = hi - starts[i];
+}
+
 /* Blending weight along one axis at output pixel p of a tile of S output pixels, with ramps
  * of R pixels on the sides that have a neighbour. */
-static float ramp(int p, int S, int R, bool left, bool right)
+static float ramp(int64_t p, int64_t S, int64_t R, bool left, bool right)
 {
     float wgt = 1.0f;
     if (R > 0 && left)
@@ -749,16 +968,149 @@ static float ramp(int p, int S, int R, bool left, bool right)
     return wgt;
 }
 
-static bool report(const sd_vae_opts *o, int done, int total)
+typedef struct tiling {
+    const job *j;
+    const float *in;
+    int h, w;              /* latent size of the whole image */
+    int th, tw, overlap;   /* tile size and overlap, latent pixels */
+    int ny, nx;
+    int *ys, *xs;          /* tile origins */
+    const sd_vae_opts *opts;
+    int done, total;       /* progress */
+} tiling;
+
+/* One pass over all tiles with working memory wk (whose stats say how to normalise); blends
+ * into out [cout, h out_mul, w out_mul] when out is non-NULL (wsum: the weights' sum). */
+static sd_status tile_pass(sd_ctx *ctx, tiling *t, work *wk, float *tin, float *tout,
+                           float *out, float *wsum, sd_error *err)
 {
-    return !o->progress || o->progress(done, total, o->user);
+    const job *j = t->j;
+    int64_t IH = (int64_t)t->h * j->in_mul, IW = (int64_t)t->w * j->in_mul;
+    int64_t OH = (int64_t)t->h * j->out_mul, OW = (int64_t)t->w * j->out_mul;
+    int64_t tih = (int64_t)t->th * j->in_mul, tiw = (int64_t)t->tw * j->in_mul;
+    int64_t toh = (int64_t)t->th * j->out_mul, tow = (int64_t)t->tw * j->out_mul;
+    int64_t R = (int64_t)t->overlap * j->out_mul;
+    gn_stats *s = wk->stats;
+    for (int ty = 0; ty < t->ny; ty++) {
+        for (int tx = 0; tx < t->nx; tx++) {
+            int64_t iy0 = (int64_t)t->ys[ty] * j->in_mul, ix0 = (int64_t)t->xs[tx] * j->in_mul;
+            for (int c = 0; c < j->cin; c++)
+                for (int64_t y = 0; y < tih; y++)
+                    memcpy(tin + (c * tih + y) * tiw, t->in + (c * IH + iy0 + y) * IW + ix0,
+                           (size_t)tiw * sizeof(float));
+            s->pos = 0;
+            owned(t->ys, t->ny, ty, t->th, t->h, &s->oy0, &s->oy1);
+            owned(t->xs, t->nx, tx, t->tw, t->w, &s->ox0, &s->ox1);
+            sd_status st = job_run(ctx, j, wk, tin, t->th, t->tw, tout, err);
+            if (st != SD_OK)
+                return st;
+            if (out) {
+                bool top = t->ys[ty] > 0, bottom = t->ys[ty] + t->th < t->h;
+                bool left = t->xs[tx] > 0, right = t->xs[tx] + t->tw < t->w;
+                int64_t oy0 = (int64_t)t->ys[ty] * j->out_mul;
+                int64_t ox0 = (int64_t)t->xs[tx] * j->out_mul;
+                for (int64_t y = 0; y < toh; y++) {
+                    float wy = ramp(y, toh, R, top, bottom);
+                    float *ws = wsum + (oy0 + y) * OW + ox0;
+                    for (int64_t x = 0; x < tow; x++)
+                        ws[x] += wy * ramp(x, tow, R, left, right);
+                    for (int c = 0; c < j->cout; c++) {
+                        const float *src = tout + (c * toh + y) * tow;
+                        float *dst = out + (c * OH + oy0 + y) * OW + ox0;
+                        for (int64_t x = 0; x < tow; x++)
+                            dst[x] += wy * ramp(x, tow, R, left, right) * src[x];
+                    }
+                }
+            }
+            t->done++;
+            if (t->opts->progress && !t->opts->progress(t->done, t->total, t->opts->user))
+                return SD_CANCELLED;
+        }
+    }
+    if (out)
+        for (int c = 0; c < j->cout; c++)
+            for (int64_t i = 0; i < OH * OW; i++)
+                out[c * OH * OW + i] /= wsum[i];
+    return SD_OK;
 }
 
-/* Run job j over latent size h x w: in [cin, h in_mul, w in_mul] -> out [cout, h out_mul,
- * w out_mul], tiled as opts say. */
-static sd_status run_job(sd_ctx *ctx, const job *j, const float *in, int h, int w,
-                         const sd_vae_opts *opts, float *out, sd_error *err)
+/* Box-downscale the job's input by k (latent pixels) into buf: [cin, (h/k) in_mul, ...]. */
+static void downscale(const tiling *t, int k, float *buf, int sh, int sw)
 {
+    const job *j = t->j;
+    int64_t IH = (int64_t)t->h * j->in_mul, IW = (int64_t)t->w * j->in_mul;
+    int64_t SH = (int64_t)sh * j->in_mul, SW = (int64_t)sw * j->in_mul;
+    for (int c = 0; c < j->cin; c++)
+        for (int64_t y = 0; y < SH; y++)
+            for (int64_t x = 0; x < SW; x++) {
+                double acc = 0;
+                for (int dy = 0; dy < k; dy++)
+                    for (int dx = 0; dx < k; dx++)
+                        acc += t->in[(c * IH + y * k + dy) * IW + x * k + dx];
+                buf[(c * SH + y) * SW + x] = (float)(acc / (k * k));
+            }
+}
+
+/* Run j over the image in tiles, with shared GroupNorm statistics (see above). */
+static sd_status job_tiled(sd_ctx *ctx, tiling *t, bool fast, float *out, sd_error *err)
+{
+    const job *j = t->j;
+    int64_t act, att;
+    job_need(j, t->th, t->tw, &act, &att);
+    work wk;
+    sd_status st = work_alloc(&wk, act, att, err);
+    if (st != SD_OK)
+        return st;
+    gn_stats stats = {.mode = STATS_RECORD, .th = t->th, .tw = t->tw};
+    wk.stats = &stats;
+    int64_t OH = (int64_t)t->h * j->out_mul, OW = (int64_t)t->w * j->out_mul;
+    size_t nin = (size_t)j->cin * (size_t)(t->th * j->in_mul) * (size_t)(t->tw * j->in_mul);
+    size_t nout = (size_t)j->cout * (size_t)(t->th * j->out_mul) * (size_t)(t->tw * j->out_mul);
+    float *tin = sd_malloc(nin * sizeof(float)), *tout = sd_malloc(nout * sizeof(float));
+    float *wsum = sd_calloc((size_t)(OH * OW), sizeof(float));
+    if (!tin || !tout || !wsum) {
+        st = sd_fail_nomem(err, "VAE tiles");
+        goto out;
+    }
+    /* 1: estimate on the downscaled image */
+    int k = (SD_MAX(t->h, t->w) + SD_MIN(t->th, t->tw) - 1) / SD_MIN(t->th, t->tw);
+    int sh = SD_MAX(t->h / k, 1), sw = SD_MAX(t->w / k, 1);
+    downscale(t, k, tin, sh, sw);
+    if ((st = job_run(ctx, j, &wk, tin, sh, sw, tout, err)) != SD_OK)
+        goto out;
+    stats.mode = STATS_REPLAY;
+    /* 2: measure over the tiles' owned regions */
+    if (!fast) {
+        stats.acc = sd_calloc(stats.n / (2 * GN_GROUPS) * ACC_STRIDE, sizeof(double));
+        if (!stats.acc) {
+            st = sd_fail_nomem(err, "VAE statistics");
+            goto out;
+        }
+        if ((st = tile_pass(ctx, t, &wk, tin, tout, NULL, NULL, err)) != SD_OK)
+            goto out;
+        stats_from_acc(&stats);
+        sd_free(stats.acc);
+        stats.acc = NULL;
+    }
+    /* 3: the result */
+    memset(out, 0, (size_t)j->cout * (size_t)(OH * OW) * sizeof(float));
+    st = tile_pass(ctx, t, &wk, tin, tout, out, wsum, err);
+out:
+    sd_free(tin), sd_free(tout), sd_free(wsum);
+    sd_free(stats.mv), sd_free(stats.acc);
+    work_free(&wk);
+    return st;
+}
+
+/* Run the encoder (moments out) or decoder (image out) over latent size h x w as opts say:
+ * whole, or tiled with the latent segment on the whole latent when it has at most
+ * SD_VAE_GLOBAL_MID_MAX pixels. */
+static sd_status run_net(sd_ctx *ctx, const vae_net *net, bool decode, const float *in, int h,
+                         int w, const sd_vae_opts *opts, float *out, sd_error *err)
+{
+    sd_vae_opts def = sd_vae_opts_default();
+    if (!opts)
+        opts = &def;
     int T = opts->tile, O = opts->overlap;
     if (T < -1 || (T > 0 && T < SD_VAE_TILE_MIN))
         return sd_fail(err, SD_ERR_INVALID_ARG, "VAE: tile size %d (use -1 auto, 0 off, or >= "
@@ -769,80 +1121,72 @@ static sd_status run_job(sd_ctx *ctx, const job *j, const float *in, int h, int 
         O = SD_MIN(SD_VAE_OVERLAP_DEFAULT, T / 2);
     if (T > 0 && (O < 0 || O >= T))
         return sd_fail(err, SD_ERR_INVALID_ARG, "VAE: overlap %d must be in [0, tile %d)", O, T);
-    bool tiled = T > 0 && (h > T || w > T);
-    int th = tiled ? SD_MIN(T, h) : h, tw = tiled ? SD_MIN(T, w) : w;
-
-    int64_t act, att;
-    need_for(j, th, tw, &act, &att);
-    work wk;
-    sd_status st = work_alloc(&wk, act, att, err);
-    if (st != SD_OK)
-        return st;
-    if (!tiled) {
-        st = run_piece(ctx, j, &wk, in, h, w, out, err);
-        work_free(&wk);
-        if (st == SD_OK && !report(opts, 1, 1))
+    int f = net->factor, C = decode ? net->dec.conv_in.cout : net->enc.mid1.c1.cin;
+    job whole = {.net = net, .decode = decode, .with_mid = true,
+                 .cin = decode ? net->z : 3, .cout = decode ? 3 : 2 * net->z,
+                 .in_mul = decode ? 1 : f, .out_mul = decode ? f : 1};
+    if (T == 0 || (h <= T && w <= T)) {
+        sd_status st = job_whole(ctx, &whole, in, h, w, out, err);
+        if (st == SD_OK && opts->progress && !opts->progress(1, 1, opts->user))
             st = SD_CANCELLED;
         return st;
     }
 
-    int ny = 0, nx = 0;
-    int64_t IH = (int64_t)h * j->in_mul, IW = (int64_t)w * j->in_mul;
-    int64_t OH = (int64_t)h * j->out_mul, OW = (int64_t)w * j->out_mul;
-    int64_t tih = (int64_t)th * j->in_mul, tiw = (int64_t)tw * j->in_mul;
-    int64_t toh = (int64_t)th * j->out_mul, tow = (int64_t)tw * j->out_mul;
-    float *tin = sd_malloc((size_t)(j->cin * tih * tiw) * sizeof(float));
-    float *tout = sd_malloc((size_t)(j->cout * toh * tow) * sizeof(float));
-    float *wsum = sd_calloc((size_t)(OH * OW), sizeof(float));
-    float *wy = sd_malloc((size_t)toh * sizeof(float)), *wx = sd_malloc((size_t)tow * sizeof(float));
-    int *ys = sd_malloc((size_t)h * sizeof(int)), *xs = sd_malloc((size_t)w * sizeof(int));
-    if (!tin || !tout || !wsum || !wy || !wx || !ys || !xs) {
+    bool global_mid = (int64_t)h * w <= SD_VAE_GLOBAL_MID_MAX;
+    job tj = whole;
+    if (global_mid) {
+        tj.with_mid = false;
+        if (decode)
+            tj.cin = C;
+        else
+            tj.cout = C;
+    }
+    tiling t = {.j = &tj, .in = in, .h = h, .w = w, .th = SD_MIN(T, h), .tw = SD_MIN(T, w),
+                .overlap = O, .opts = opts};
+    float *mid = NULL;
+    sd_status st = SD_OK;
+    t.ys = sd_malloc((size_t)h * sizeof(int)), t.xs = sd_malloc((size_t)w * sizeof(int));
+    if (global_mid)
+        mid = sd_malloc((size_t)C * (size_t)h * (size_t)w * sizeof(float));
+    if (!t.ys || !t.xs || (global_mid && !mid)) {
         st = sd_fail_nomem(err, "VAE tiles");
         goto out;
     }
-    ny = tile_starts(h, th, O, ys), nx = tile_starts(w, tw, O, xs);
-    sd_log(ctx, SD_LOG_DEBUG, "VAE %s: %dx%d latent in %dx%d tiles of %dx%d, overlap %d",
-           j->decode ? "decode" : "encode", w, h, nx, ny, tw, th, O);
-    memset(out, 0, (size_t)(j->cout * OH * OW) * sizeof(float));
-    int R = O * j->out_mul;
-    for (int ty = 0; ty < ny; ty++) {
-        for (int tx = 0; tx < nx; tx++) {
-            int64_t iy0 = (int64_t)ys[ty] * j->in_mul, ix0 = (int64_t)xs[tx] * j->in_mul;
-            for (int c = 0; c < j->cin; c++)
-                for (int64_t y = 0; y < tih; y++)
-                    memcpy(tin + (c * tih + y) * tiw, in + (c * IH + iy0 + y) * IW + ix0,
-                           (size_t)tiw * sizeof(float));
-            if ((st = run_piece(ctx, j, &wk, tin, th, tw, tout, err)) != SD_OK)
-                goto out;
-            for (int64_t y = 0; y < toh; y++)
-                wy[y] = ramp((int)y, (int)toh, R, ys[ty] > 0, ys[ty] + th < h);
-            for (int64_t x = 0; x < tow; x++)
-                wx[x] = ramp((int)x, (int)tow, R, xs[tx] > 0, xs[tx] + tw < w);
-            int64_t oy0 = (int64_t)ys[ty] * j->out_mul, ox0 = (int64_t)xs[tx] * j->out_mul;
-            for (int64_t y = 0; y < toh; y++) {
-                float *ws = wsum + (oy0 + y) * OW + ox0;
-                for (int64_t x = 0; x < tow; x++)
-                    ws[x] += wy[y] * wx[x];
-                for (int c = 0; c < j->cout; c++) {
-                    const float *src = tout + (c * toh + y) * tow;
-                    float *dst = out + (c * OH + oy0 + y) * OW + ox0;
-                    for (int64_t x = 0; x < tow; x++)
-                        dst[x] += wy[y] * wx[x] * src[x];
-                }
+    t.ny = tile_starts(h, t.th, O, t.ys), t.nx = tile_starts(w, t.tw, O, t.xs);
+    t.total = t.ny * t.nx * (opts->fast ? 1 : 2);
+    sd_log(ctx, SD_LOG_DEBUG, "VAE %s %dx%d latent: %dx%d tiles of %dx%d, overlap %d, %s mid",
+           decode ? "decode" : "encode", w, h, t.nx, t.ny, t.tw, t.th, O,
+           global_mid ? "global" : "tiled");
+    if (decode && global_mid) {
+        /* the latent segment on the whole latent, then the up path in tiles */
+        work wk;
+        int64_t act = (int64_t)SD_MAX(C, net->z) * h * w;
+        if ((st = work_alloc(&wk, act, net->dec.attn.present ? (int64_t)C * h * w : 0, err)) ==
+            SD_OK)
+            st = dec_mid(ctx, &net->dec, &wk, in, h, w, err);
+        if (st == SD_OK)
+            memcpy(mid, wk.x, (size_t)act * sizeof(float));
+        work_free(&wk);
+        t.in = mid;
+        if (st == SD_OK)
+            st = job_tiled(ctx, &t, opts->fast, out, err);
+    } else if (global_mid) {
+        /* the down path in tiles, then the latent segment on the whole latent */
+        if ((st = job_tiled(ctx, &t, opts->fast, mid, err)) == SD_OK) {
+            work wk;
+            int64_t act = (int64_t)SD_MAX(C, 2 * net->z) * h * w;
+            st = work_alloc(&wk, act, net->enc.attn.present ? (int64_t)C * h * w : 0, err);
+            if (st == SD_OK) {
+                memcpy(wk.x, mid, (size_t)C * (size_t)h * (size_t)w * sizeof(float));
+                st = enc_out(ctx, net, &wk, h, w, out, err);
             }
-            if (!report(opts, ty * nx + tx + 1, ny * nx)) {
-                st = SD_CANCELLED;
-                goto out;
-            }
+            work_free(&wk);
         }
+    } else {
+        st = job_tiled(ctx, &t, opts->fast, out, err);
     }
-    for (int c = 0; c < j->cout; c++)
-        for (int64_t i = 0; i < OH * OW; i++)
-            out[c * OH * OW + i] /= wsum[i];
 out:
-    sd_free(tin), sd_free(tout), sd_free(wsum), sd_free(wy), sd_free(wx);
-    sd_free(ys), sd_free(xs);
-    work_free(&wk);
+    sd_free(t.ys), sd_free(t.xs), sd_free(mid);
     return st;
 }
 
@@ -877,38 +1221,33 @@ static sd_status begin(sd_ctx *ctx, const sd_model *m, const void *in, const voi
     return SD_OK;
 }
 
+/* Encoder on image [3, H, W] in [-1, 1] -> moments [2Z, H/f, W/f]. */
 static sd_status encode_moments(sd_ctx *ctx, const vae_net *net, const float *image, int H,
                                 int W, const sd_vae_opts *opts, float *moments, sd_error *err)
 {
-    sd_vae_opts def = sd_vae_opts_default();
-    job j = {.net = net, .decode = false, .cin = 3, .cout = 2 * net->z, .in_mul = net->factor,
-             .out_mul = 1};
-    return run_job(ctx, &j, image, H / net->factor, W / net->factor, opts ? opts : &def,
-                   moments, err);
+    sd_status st = check_size(H, W, net->factor, "image", err);
+    if (st == SD_OK)
+        st = run_net(ctx, net, false, image, H / net->factor, W / net->factor, opts, moments,
+                     err);
+    return st;
 }
 
 sd_status sd_vae_encode(sd_ctx *ctx, const sd_model *m, const float *image, int H, int W,
                         const sd_vae_opts *opts, float *mean, float *logvar, sd_error *err)
 {
+    if (!logvar)
+        return sd_fail(err, SD_ERR_INVALID_ARG, "VAE: NULL argument");
     vae_net *net;
     sd_status st = begin(ctx, m, image, mean, false, &net, err);
     if (st != SD_OK)
         return st;
-    if (!logvar) {
-        sd_free(net);
-        return sd_fail(err, SD_ERR_INVALID_ARG, "VAE: NULL argument");
-    }
-    if ((st = check_size(H, W, net->factor, "image", err)) != SD_OK) {
-        sd_free(net);
-        return st;
-    }
-    size_t n = (size_t)net->z * (size_t)(H / net->factor) * (size_t)(W / net->factor);
-    float *moments = sd_malloc(2 * n * sizeof(float));
-    if (!moments) {
-        sd_free(net);
-        return sd_fail_nomem(err, "VAE moments");
-    }
-    st = encode_moments(ctx, net, image, H, W, opts, moments, err);
+    size_t n = (size_t)net->z * (size_t)(SD_MAX(H, 0) / net->factor) *
+               (size_t)(SD_MAX(W, 0) / net->factor);
+    float *moments = sd_malloc(2 * SD_MAX(n, 1) * sizeof(float));
+    if (!moments)
+        st = sd_fail_nomem(err, "VAE moments");
+    else
+        st = encode_moments(ctx, net, image, H, W, opts, moments, err);
     if (st == SD_OK) {
         memcpy(mean, moments, n * sizeof(float));
         memcpy(logvar, moments + n, n * sizeof(float));
@@ -918,6 +1257,14 @@ sd_status sd_vae_encode(sd_ctx *ctx, const sd_model *m, const float *image, int 
     return st;
 }
 
+static sd_status check_latent(int h, int w, int f, sd_error *err)
+{
+    if (h < 1 || w < 1 || h > MAX_SIDE / f || w > MAX_SIDE / f)
+        return sd_fail(err, SD_ERR_INVALID_ARG, "VAE: latent size %dx%d out of range [1, %d]",
+                       w, h, MAX_SIDE / f);
+    return SD_OK;
+}
+
 sd_status sd_vae_decode(sd_ctx *ctx, const sd_model *m, const float *z, int h, int w,
                         const sd_vae_opts *opts, float *image, sd_error *err)
 {
@@ -925,15 +1272,8 @@ sd_status sd_vae_decode(sd_ctx *ctx, const sd_model *m, const float *z, int h, i
     sd_status st = begin(ctx, m, z, image, true, &net, err);
     if (st != SD_OK)
         return st;
-    if (h < 1 || w < 1 || h > MAX_SIDE / net->factor || w > MAX_SIDE / net->factor) {
-        st = sd_fail(err, SD_ERR_INVALID_ARG, "VAE: latent size %dx%d out of range [1, %d]",
-                     w, h, MAX_SIDE / net->factor);
-    } else {
-        sd_vae_opts def = sd_vae_opts_default();
-        job j = {.net = net, .decode = true, .cin = net->z, .cout = 3, .in_mul = 1,
-                 .out_mul = net->factor};
-        st = run_job(ctx, &j, z, h, w, opts ? opts : &def, image, err);
-    }
+    if ((st = check_latent(h, w, net->factor, err)) == SD_OK)
+        st = run_net(ctx, net, true, z, h, w, opts, image, err);
     sd_free(net);
     return st;
 }
@@ -961,6 +1301,7 @@ sd_status sd_vae_image_to_latents(sd_ctx *ctx, const sd_model *m, const float *i
         st = encode_moments(ctx, net, x, H, W, opts, moments, err);
     }
     if (st == SD_OK) {
+        /* DiagonalGaussianDistribution.sample / .mode, times scaling_factor */
         float sf = net->scaling_factor;
         for (size_t i = 0; i < n; i++) {
             float v = moments[i];
@@ -977,27 +1318,27 @@ sd_status sd_vae_image_to_latents(sd_ctx *ctx, const sd_model *m, const float *i
 sd_status sd_vae_latents_to_image(sd_ctx *ctx, const sd_model *m, const float *latents, int h,
                                   int w, const sd_vae_opts *opts, float *image, sd_error *err)
 {
-    sd_vae_info info;
-    sd_status st = sd_vae_get_info(m, &info, err);
+    vae_net *net;
+    sd_status st = begin(ctx, m, latents, image, true, &net, err);
     if (st != SD_OK)
         return st;
-    if (!latents || !image)
-        return sd_fail(err, SD_ERR_INVALID_ARG, "VAE: NULL argument");
-    if (h < 1 || w < 1 || h > MAX_SIDE / info.factor || w > MAX_SIDE / info.factor)
-        return sd_fail(err, SD_ERR_INVALID_ARG, "VAE: latent size %dx%d out of range [1, %d]",
-                       w, h, MAX_SIDE / info.factor);
-    size_t n = (size_t)info.latent_channels * (size_t)h * (size_t)w;
-    float *z = sd_malloc(n * sizeof(float));
-    if (!z)
-        return sd_fail_nomem(err, "VAE latents");
-    for (size_t i = 0; i < n; i++)
-        z[i] = latents[i] / info.scaling_factor;
-    st = sd_vae_decode(ctx, m, z, h, w, opts, image, err);
+    float *z = NULL;
+    if ((st = check_latent(h, w, net->factor, err)) == SD_OK) {
+        size_t n = (size_t)net->z * (size_t)h * (size_t)w;
+        z = sd_malloc(n * sizeof(float));
+        if (!z)
+            st = sd_fail_nomem(err, "VAE latents");
+        for (size_t i = 0; z && i < n; i++)
+            z[i] = latents[i] / net->scaling_factor;
+    }
+    if (st == SD_OK)
+        st = run_net(ctx, net, true, z, h, w, opts, image, err);
+    if (st == SD_OK) {
+        size_t npix = (size_t)3 * (size_t)(h * net->factor) * (size_t)(w * net->factor);
+        for (size_t i = 0; i < npix; i++)
+            image[i] = fminf(fmaxf(image[i] * 0.5f + 0.5f, 0.0f), 1.0f);
+    }
     sd_free(z);
-    if (st != SD_OK)
-        return st;
-    size_t npix = (size_t)3 * (size_t)(h * info.factor) * (size_t)(w * info.factor);
-    for (size_t i = 0; i < npix; i++)
-        image[i] = fminf(fmaxf(image[i] * 0.5f + 0.5f, 0.0f), 1.0f);
-    return SD_OK;
+    sd_free(net);
+    return st;
 }

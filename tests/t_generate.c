@@ -316,6 +316,48 @@ static void test_denoise(void)
     free(img.data);
 }
 
+/* ---- previews ---------------------------------------------------------------------------------- */
+
+typedef struct preview_log {
+    int calls, bad;
+    int w, h;
+} preview_log;
+
+static void on_preview(const sd_image *img, const sd_progress *pr, void *user)
+{
+    preview_log *l = user;
+    l->calls++;
+    l->w = img->width, l->h = img->height;
+    for (int y = 0; y < img->height; y++)
+        for (int x = 0; x < img->width; x++)
+            for (int c = 0; c < 3; c++) {
+                float v = px(img, x, y, c);
+                l->bad += !(v >= 0 && v <= 1);
+            }
+    l->bad += pr->phase != SD_PHASE_SAMPLE || pr->step < 1 || pr->step > pr->n_steps;
+}
+
+/* One preview per step, at the generated size, in range: with TAESD and with the
+ * latent-to-RGB approximation. */
+static void test_previews(void)
+{
+    for (int with_taesd = 0; with_taesd < 2; with_taesd++) {
+        sd_error err = {0};
+        sd_gen_params p = base(SD_TASK_TXT2IMG);
+        p.width = p.height = 128;
+        preview_log log = {0};
+        p.preview = on_preview;
+        p.preview_user = &log;
+        p.taesd = with_taesd ? taesd : NULL;
+        sd_gen_result r = {0};
+        CHECK(sd_generate(ctx, sd15, &p, &r, &err) == SD_OK, "%s", err.msg);
+        CHECK(log.calls == p.steps && log.bad == 0 && log.w == 128 && log.h == 128,
+              "previews (%s): %d calls, %d bad, %dx%d", with_taesd ? "taesd" : "approx",
+              log.calls, log.bad, log.w, log.h);
+        sd_gen_result_free(&r);
+    }
+}
+
 /* ---- cancel and errors ------------------------------------------------------------------------------ */
 
 static bool cancel_at_2(const sd_progress *pr, void *user)
@@ -377,6 +419,7 @@ int main(void)
     test_inpaint();
     test_outpaint();
     test_denoise();
+    test_previews();
     test_cancel_and_errors();
     sd_model_free(sd15);
     sd_model_free(sd15_inpaint);

@@ -19,11 +19,16 @@
  * Layout: images are planar float32 [3, H, W] (NCHW with N = 1), latents [Z, H/f, W/f] with
  * Z latent channels (4 for SD) and f the downscale factor (8 for SD); see sd_vae_get_info.
  *
- * Tiling: above SD_VAE_AUTO_TILE_ABOVE latent pixels on a side, or when asked, the image is
- * processed in overlapping tiles whose results are blended with linear ramps across the
- * overlap, which bounds memory and stays seamless.  GroupNorm statistics are per tile, so a
- * tiled result differs slightly from the untiled one (measured on the tiny test VAE: see
- * tests/t_vae.c); colours stay consistent because the tiles overlap generously.
+ * Tiling: above SD_VAE_AUTO_TILE_ABOVE latent pixels on a side, or when asked, the
+ * full-resolution part of the network (encoder: conv_in and the down levels; decoder: the
+ * up levels) runs on overlapping tiles whose results are blended with linear ramps across
+ * the overlap, which bounds memory and leaves no seam.  The latent-resolution part around the
+ * mid-block attention runs on the whole latent (its attention is global, as untiled) when
+ * the latent has at most SD_VAE_GLOBAL_MID_MAX pixels, else inside each tile.  Every
+ * GroupNorm of a tiled run uses statistics of the whole image, not of its tile: estimated
+ * on a downscaled copy, then (unless `fast`) re-measured over all tiles, so a tiled run is
+ * about two untiled runs' work.  The result still differs from the untiled one (padding at
+ * tile borders, the estimate); tests/t_vae.c measures and bounds the difference.
  *
  * Threads: every call runs on the caller's thread and splits its work over the ctx's pool;
  * calls on one ctx must be serialised (see sd.h).  The model is only read. */
@@ -38,8 +43,11 @@
 #define SD_VAE_OVERLAP_DEFAULT 16
 /* Automatic tiling starts when a latent side exceeds this (768 image pixels for SD). */
 #define SD_VAE_AUTO_TILE_ABOVE 96
-/* Smallest tile side accepted (GroupNorm needs enough pixels for meaningful statistics). */
+/* Smallest tile side accepted. */
 #define SD_VAE_TILE_MIN 8
+/* Tiled runs keep the mid block global up to this many latent pixels (128 x 256); its
+ * attention costs O(pixels^2). */
+#define SD_VAE_GLOBAL_MID_MAX 32768
 
 typedef struct sd_vae_opts {
     int tile;      /* tile side in latent pixels: -1 = automatic (SD_VAE_TILE_DEFAULT when a
@@ -47,13 +55,16 @@ typedef struct sd_vae_opts {
                       >= SD_VAE_TILE_MIN = tile whenever a side exceeds this */
     int overlap;   /* overlap of neighbouring tiles in latent pixels, -1 = default
                       (SD_VAE_OVERLAP_DEFAULT, at most tile/2); must be < tile */
-    /* Optional, called on the caller's thread after each tile with (tiles done, total);
+    bool fast;     /* tiled only: GroupNorm statistics from the downscaled estimate alone
+                      (one pass over the tiles instead of two; less faithful) */
+    /* Optional, called on the caller's thread after each tile with (tiles done, total:
+     * twice the tile count unless fast; 1 of 1 untiled);
      * returning false stops the call with SD_CANCELLED (outputs then hold no result). */
     bool (*progress)(int done, int total, void *user);
     void *user;
 } sd_vae_opts;
 
-/* Automatic tiling, default overlap, no progress callback. */
+/* Automatic tiling, default overlap, not fast, no progress callback. */
 sd_vae_opts sd_vae_opts_default(void);
 
 typedef struct sd_vae_info {
