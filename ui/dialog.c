@@ -84,7 +84,11 @@ static void show_error(dialog *d, const GError *e)
     gchar *what = g_strdup(e->message);
     if (what[0])
         what[0] = g_ascii_toupper(what[0]);
-    show_message(d, GTK_MESSAGE_ERROR, what, what_to_do(e));
+    const char *todo = what_to_do(e);
+    if (e->domain == SDP_ERROR && e->code == SDP_ERROR_MODEL &&
+        sdui_chooser_count(d->chooser) == 0)
+        todo = "Or choose a checkpoint elsewhere with \"Other…\".";
+    show_message(d, GTK_MESSAGE_ERROR, what, todo);
     g_free(what);
 }
 
@@ -166,6 +170,8 @@ static void show_noise(dialog *d, float sigma, const char *problem)
     else
         text = g_strdup_printf("Estimated noise level: %.1f (of 255) · automatic strength %.2f",
                                sigma, sd_denoise_strength_for_sigma(sigma));
+    if (!problem)
+        sdui_fields_set_under_toggle(d->fields, "strength", sd_denoise_strength_for_sigma(sigma));
     gtk_label_set_text(GTK_LABEL(d->noise), text);
     g_free(text);
 }

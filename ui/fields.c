@@ -485,6 +485,19 @@ gboolean sdui_fields_get(const sdui_fields *fs, sdp_vals *v, GError **error)
     return ok;
 }
 
+void sdui_fields_set_under_toggle(sdui_fields *fs, const char *key, double x)
+{
+    for (int k = 0; k < fs->n; k++) {
+        field *fd = &fs->fields[k];
+        if (!fd->toggle || strcmp(fd->d->key, key) != 0 ||
+            !gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(fd->toggle)))
+            continue;
+        fd->setting = TRUE;
+        gtk_adjustment_set_value(fd->adj, x);
+        fd->setting = FALSE;
+    }
+}
+
 void sdui_fields_set_last_seed(sdui_fields *fs, gint32 seed)
 {
     for (int k = 0; k < fs->n && seed >= 0; k++) {

@@ -106,10 +106,16 @@ GtkWidget *sdui_fields_table(const sdui_fields *fs, sdui_section s);
 #define SDUI_FIELD_WIDTH 360
 
 /* Show *v in the widgets / read the widgets into *v (fields of other filters and the model,
- * which is the chooser's, are left alone).  sdui_fields_get reads every field; it fails with SDP_ERROR_CALLING when a
- * text is longer than its parameter allows (*v then holds it cut at a character). */
+ * which is the chooser's, are left alone).  sdui_fields_get reads every field; it fails with
+ * SDP_ERROR_CALLING when a text is longer than its parameter allows (*v then holds it cut at
+ * a character). */
 void sdui_fields_set(sdui_fields *fs, const sdp_vals *v);
 gboolean sdui_fields_get(const sdui_fields *fs, sdp_vals *v, GError **error);
+
+/* The value parameter `key` shows under its active "Automatic" toggle (what automatic
+ * means now, e.g. the denoise strength the noise level gives), so that turning the toggle
+ * off starts from it.  Nothing happens when the toggle is off. */
+void sdui_fields_set_under_toggle(sdui_fields *fs, const char *key, double x);
 
 /* The seed row: show the seed the last generation used (-1: none yet, nothing changes);
  * Random stays as it is. */

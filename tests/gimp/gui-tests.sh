@@ -15,6 +15,7 @@
 #             image is unchanged; Help -> the filter's page of the installed help (a stand-in
 #             browser records the address GIMP's help system opens); Close.  The Script-Fu
 #             server stays free while a dialog is open, so the image is checked through it.
+#             Last, a dialog with no model anywhere (screenshots/no-models.png).
 
 gui_pid="" xvfb_pid="" gui_display="" sf_port=""
 
@@ -66,6 +67,20 @@ wait_title() {
         sleep 0.05
     done
     return 1
+}
+
+# height WIN: the window's height in px
+height() { xdo getwindowgeometry "$1" | sed -n 's/.*Geometry: [0-9]*x\([0-9]*\).*/\1/p'; }
+
+# wait_stable WIN: until the window's height has not changed for 0.4 s (its layout settled)
+wait_stable() {
+    local i h last=""
+    for i in $(seq 50); do
+        h=$(height "$1")
+        [ -n "$h" ] && [ "$h" = "$last" ] && return 0
+        last=$h
+        sleep 0.4
+    done
 }
 
 # gui_start: Xvfb, GIMP with the Script-Fu server, shortcuts for the five dialogs, a stand-in
@@ -182,7 +197,7 @@ gui_dialog() {
     dlg=$(wait_window "^Stable Diffusion: $title\$" 30) ||
         { bad "$t" "the dialog did not open (see $work/session-gui.log)"; return; }
     xdo windowfocus --sync "$dlg"
-    sleep 0.3
+    wait_stable "$dlg"
 
     # the fields, then Generate: a new layer with what was typed.  txt2img first picks the
     # Turbo model (last in the list): its presets (1 step, no guidance) replace the sampling
@@ -191,14 +206,12 @@ gui_dialog() {
     ui_set p "a lighthouse at dusk"
     ui_set d 4242
     # open Advanced: its fields take mnemonics once the window has grown to show them
-    local size
-    size=$(xdo getwindowgeometry "$dlg" | grep Geometry)
-    xdo key alt+a
-    for i in $(seq 50); do
-        [ "$(xdo getwindowgeometry "$dlg" | grep Geometry)" != "$size" ] && break
-        sleep 0.1
-    done
-    sleep 0.3
+    local h0
+    h0=$(height "$dlg")
+    xdo key --clearmodifiers alt+a
+    for i in $(seq 100); do [ "$(height "$dlg")" -gt "$h0" ] && break; sleep 0.1; done
+    [ "$(height "$dlg")" -gt "$h0" ] || { bad "$t" "Advanced did not open"; return; }
+    wait_stable "$dlg"
     ui_set o 64
     "ui_fields_$f" "$dlg"
     xdo key alt+g
@@ -280,6 +293,38 @@ ui_fields_denoise() {
     ui_set s 3
 }
 
+# With no model anywhere the dialog opens and says so (screenshot no-models.png); Generate
+# repeats the message and changes nothing.
+gui_no_models() {
+    local t=dialog-no-models reply img dlg
+    mv "$GIMP2_DIRECTORY/sd-models" "$work/sd-models.away"
+    mv "$work/models" "$work/models.away"
+    cp "$in/rgb.png" "$work/ui-no-models.png"
+    reply=$(sf "(sd-ui-prepare \"no-models\")")
+    if img=$(wait_window 'ui-no-models\.png' 10); then
+        xdo windowfocus --sync "$img" key --clearmodifiers ctrl+alt+2
+        if dlg=$(wait_window '^Stable Diffusion: Image to Image$' 30); then
+            xdo windowfocus --sync "$dlg"
+            wait_stable "$dlg"
+            xdo key --clearmodifiers alt+g
+            sleep 1
+            shot "$dlg" no-models
+            xdo key --clearmodifiers alt+c
+            wait_title "$dlg" . 10 not
+            reply=$(sf "(sd-ui-reply (lambda () (sd-assert (= (sd-n-layers sd-ui-img) 1) \
+\"layers: \" (sd-n-layers sd-ui-img))))")
+            case $reply in *SD-UI-OK*) ok "$t" ;; *) bad "$t" "${reply:-no reply}" ;; esac
+        else
+            bad "$t" "the dialog did not open"
+        fi
+        sf "(sd-ui-close)" >/dev/null
+    else
+        bad "$t" "no image window"
+    fi
+    mv "$work/sd-models.away" "$GIMP2_DIRECTORY/sd-models"
+    mv "$work/models.away" "$work/models"
+}
+
 gui_dialogs() {
     local t0=$SECONDS
     mkdir -p "$work/screenshots"
@@ -290,7 +335,8 @@ gui_dialogs() {
     gui_dialog outpaint 4 "Outpaint" 24 "steps=3" "extend-left=8" "extend-right=16" \
         "cfg-scale=-1" "sampler=auto"
     gui_dialog denoise 5 "Denoise" 0 "steps=3" "strength=-1"
-    echo "      gui dialogs: 5 tests, $((SECONDS - t0)) s; screenshots in $work/screenshots"
+    gui_no_models
+    echo "      gui dialogs: 6 tests, $((SECONDS - t0)) s; screenshots in $work/screenshots"
 }
 
 gui_tests() {
