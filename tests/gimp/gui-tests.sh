@@ -17,7 +17,7 @@
 #             server stays free while a dialog is open, so the image is checked through it.
 #             Last, a dialog with no model anywhere (screenshots/no-models.png).
 
-gui_pid="" xvfb_pid="" gui_display="" sf_port=""
+gui_pid="" xvfb_pid="" gui_display="" sf_port="" ui_dlg=""
 
 gui_cleanup() {
     [ -n "$gui_pid" ] && kill "$gui_pid" 2>/dev/null
@@ -171,12 +171,24 @@ gui_undo() {
 
 # ---- dialogs -------------------------------------------------------------------------------------
 
-# ui_set KEYS TEXT: focus a field by its mnemonic (alt+KEY), replace its text, leave it (Tab
+# ui_key KEY...: keys for the dialog $ui_dlg, given the focus first (without a window manager
+# nothing keeps it there: a GIMP window may take it)
+ui_key() {
+    xdo windowfocus --sync "$ui_dlg" key --clearmodifiers "$@"
+}
+
+# ui_set KEY TEXT: focus a field by its mnemonic (alt+KEY), replace its text, leave it (Tab
 # commits a spin button's value)
 ui_set() {
-    xdo key --clearmodifiers "alt+$1" ctrl+a
+    ui_key "alt+$1" ctrl+a
     xdo type --delay 15 "$2"
     xdo key Tab
+}
+
+# ui_fail TEST MESSAGE: a failed dialog test, with a screenshot of the whole screen
+ui_fail() {
+    DISPLAY=$gui_display import -window root "$work/screenshots/failed-$1.png" 2>/dev/null
+    bad "$1" "$2 (screen: $work/screenshots/failed-$1.png)"
 }
 
 # gui_dialog FILTER SHORTCUT TITLE GROW WANT... : the test of one filter's dialog (see the
@@ -195,45 +207,46 @@ gui_dialog() {
     img=$(wait_window "ui-$f\\.png" 10) || { bad "$t" "no image window"; return; }
     xdo windowfocus --sync "$img" key --clearmodifiers "ctrl+alt+$key"
     dlg=$(wait_window "^Stable Diffusion: $title\$" 30) ||
-        { bad "$t" "the dialog did not open (see $work/session-gui.log)"; return; }
+        { ui_fail "$t" "the dialog did not open (see $work/session-gui.log)"; return; }
+    ui_dlg=$dlg
     xdo windowfocus --sync "$dlg"
     wait_stable "$dlg"
 
     # the fields, then Generate: a new layer with what was typed.  txt2img first picks the
     # Turbo model (last in the list): its presets (1 step, no guidance) replace the sampling
     # fields and set the resolution back to native, so that comes before the rest.
-    [ "$f" = txt2img ] && xdo key --clearmodifiers alt+m End
+    [ "$f" = txt2img ] && ui_key alt+m End
     ui_set p "a lighthouse at dusk"
     ui_set d 4242
     # open Advanced: its fields take mnemonics once the window has grown to show them
     local h0
     h0=$(height "$dlg")
-    xdo key --clearmodifiers alt+a
+    ui_key alt+a
     for i in $(seq 100); do [ "$(height "$dlg")" -gt "$h0" ] && break; sleep 0.1; done
-    [ "$(height "$dlg")" -gt "$h0" ] || { bad "$t" "Advanced did not open"; return; }
+    [ "$(height "$dlg")" -gt "$h0" ] || { ui_fail "$t" "Advanced did not open"; return; }
     wait_stable "$dlg"
     ui_set o 64
     "ui_fields_$f" "$dlg"
-    xdo key alt+g
+    ui_key alt+g
     if ! wait_title "$img" ', 2 layers\)' 60 || ! wait_title "$dlg" generating 10 not; then
-        bad "$t" "no new layer after Generate"
-        xdo key --clearmodifiers alt+c
+        ui_fail "$t" "no new layer after Generate"
+        ui_key alt+c
         return
     fi
     reply=$(sf "(sd-ui-check-run \"$f\" $grow (list \"prompt=a lighthouse at dusk\" \
 \"seed=4242\" \"resolution=64\" $want))")
-    case $reply in *SD-UI-OK*) ;; *) bad "$t" "${reply:-no reply}"; xdo key alt+c; return ;; esac
+    case $reply in *SD-UI-OK*) ;; *) ui_fail "$t" "${reply:-no reply}"; ui_key alt+c; return ;; esac
     shot "$dlg" "$f-done"
 
     # a long generation, cancelled
     ui_set s 1000
-    xdo key alt+g
-    wait_title "$dlg" generating 5 || { bad "$t" "the second generation did not start"; return; }
+    ui_key alt+g
+    wait_title "$dlg" generating 5 || { ui_fail "$t" "the second generation did not start"; return; }
     sleep 1.5
     shot "$dlg" "$f"
-    xdo key --clearmodifiers alt+n
+    ui_key alt+n
     if ! wait_title "$dlg" generating 3 not; then
-        bad "$t" "Cancel did not stop the generation within 3 s"
+        ui_fail "$t" "Cancel did not stop the generation within 3 s"
         return
     fi
     reply=$(sf "(sd-ui-check-unchanged \"$f\" \"cancelled\")")
@@ -243,7 +256,7 @@ gui_dialog() {
 
     # Help: GIMP's help system opens the filter's installed page
     : >"$work/help-uri.log"
-    xdo key --clearmodifiers alt+h
+    ui_key alt+h
     local page=$f
     for i in $(seq 50); do [ -s "$work/help-uri.log" ] && break; sleep 0.2; done
     local uri
@@ -255,7 +268,7 @@ gui_dialog() {
     [ -f "${uri#file://}" ] || { bad "$t" "the help page $uri does not exist"; return; }
 
     # Close: nothing more happens to the image
-    xdo windowfocus --sync "$dlg" key --clearmodifiers alt+c
+    ui_key alt+c
     for i in $(seq 50); do xdo getwindowname "$dlg" >/dev/null 2>&1 || break; sleep 0.2; done
     reply=$(sf "(sd-ui-check-unchanged \"$f\" \"closed\")")
     case $reply in *SD-UI-OK*) ;; *) bad "$t" "after Close: ${reply:-no reply}"; return ;; esac
@@ -272,7 +285,7 @@ ui_fields_img2img() {
     # first a request too large for SD_MEMORY_LIMIT_MB: the error is shown in the dialog and
     # nothing happens to the image (the layer count checked after the next run)
     ui_set o 4096
-    xdo key alt+g
+    ui_key alt+g
     sleep 1.5
     shot "$1" img2img-error
     ui_set o 64
@@ -282,7 +295,7 @@ ui_fields_img2img() {
 ui_fields_inpaint() {
     ui_set s 3
     ui_set b 2
-    xdo key --clearmodifiers alt+e Down         # masked content: fill
+    ui_key alt+e Down                           # masked content: fill
 }
 ui_fields_outpaint() {
     ui_set s 3
@@ -304,12 +317,13 @@ gui_no_models() {
     if img=$(wait_window 'ui-no-models\.png' 10); then
         xdo windowfocus --sync "$img" key --clearmodifiers ctrl+alt+2
         if dlg=$(wait_window '^Stable Diffusion: Image to Image$' 30); then
+            ui_dlg=$dlg
             xdo windowfocus --sync "$dlg"
             wait_stable "$dlg"
-            xdo key --clearmodifiers alt+g
+            ui_key alt+g
             sleep 1
             shot "$dlg" no-models
-            xdo key --clearmodifiers alt+c
+            ui_key alt+c
             wait_title "$dlg" . 10 not
             reply=$(sf "(sd-ui-reply (lambda () (sd-assert (= (sd-n-layers sd-ui-img) 1) \
 \"layers: \" (sd-n-layers sd-ui-img))))")
