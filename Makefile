@@ -72,14 +72,40 @@ asan:
 	$(Q)$(MAKE) --no-print-directory B=build-asan \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
 
+# random-models: full-size checkpoints with random weights for benchmarks (about 2 GB each,
+#       never built by all/check): $(B)/models/<arch>-random-<dtype>.safetensors for arch
+#       sd15|sd15-inpaint|sd21 and dtype f16|bf16|f32; this target builds the three f16 ones
+RANDOM_MODELS := $(foreach a,sd15 sd15-inpaint sd21,$(B)/models/$(a)-random-f16.safetensors)
+random-models: $(RANDOM_MODELS)
+$(B)/models/%.safetensors: | $(B)/sd
+	@mkdir -p $(dir $@)
+	$(Q)$(B)/sd make-random-model --arch $(word 1,$(subst -random-, ,$*)) \
+	  --dtype $(word 2,$(subst -random-, ,$*)) -o $@
+
+# fuzz: build the libFuzzer targets tests/fuzz/fuzz_*.c with clang, ASan and UBSan into
+#       build-fuzz/ and run each for FUZZ_SECONDS (default 60) on its seed corpus; fails on
+#       any crash (reproducers land in build-fuzz/fuzz/artifacts/)
+FUZZ_SECONDS ?= 60
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz:
+	$(Q)$(MAKE) --no-print-directory B=build-fuzz CC=clang \
+	  CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" fuzz-build
+	$(Q)tests/fuzz/run-fuzz.sh build-fuzz $(FUZZ_SECONDS)
+fuzz-build: $(FUZZ_BIN)
+$(B)/fuzz/%: tests/fuzz/%.c $(B)/libsdcore.a
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ  $@"
+	$(Q)$(CC) $(CFLAGS) $(SD_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libsdcore.a $(SD_LIBS)
+
 # clean: remove every build folder
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # help: list the targets
 help:
-	@grep -E '^# [a-z]+:' Makefile | sed 's/^# /  /'
+	@grep -E '^# [a-z-]+:' Makefile | sed 's/^# /  /'
 
-.PHONY: all check asan clean help
+.PHONY: all check asan random-models fuzz fuzz-build clean help
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

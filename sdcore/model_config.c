@@ -237,19 +237,29 @@ sd_status sd_model_apply_config(sd_model *m, const char *which, const sd_json *c
                "tokenizer)", what, which);
 }
 
+sd_status sd_model_apply_sidecar_json(sd_model *m, const sd_json *root, const char *what,
+                                      sd_error *err)
+{
+    if (root->type != SD_JSON_OBJECT)
+        return BAD("%s: not a JSON object", what);
+    for (size_t i = 0; i < root->n; i++) {
+        const char *key = root->keys[i].str;
+        if (key[0] == '_')
+            continue;
+        sd_status st = sd_model_apply_config(m, key, &root->items[i], what, err);
+        if (st != SD_OK)
+            return st;
+    }
+    return SD_OK;
+}
+
 sd_status sd_model_apply_sidecar(sd_model *m, const char *path, sd_error *err)
 {
     sd_json *root = NULL;
     sd_status st = sd_json_parse_file(path, 1 << 20, &root, err);
     if (st != SD_OK)
         return st;
-    if (root->type != SD_JSON_OBJECT)
-        st = BAD("%s: not a JSON object", path);
-    for (size_t i = 0; st == SD_OK && i < root->n; i++) {
-        const char *key = root->keys[i].str;
-        if (key[0] != '_')
-            st = sd_model_apply_config(m, key, &root->items[i], path, err);
-    }
+    st = sd_model_apply_sidecar_json(m, root, path, err);
     sd_json_free(root);
     return st;
 }

@@ -483,13 +483,29 @@ const char *sd_st_meta(const sd_st_file *f, const char *key)
     return k ? f->meta_values[k - f->meta_keys] : NULL;
 }
 
-/* ==== writing ========================================================================== */
+/* ==== writing ==========================================================================
+ * A streaming writer: the header (names, dtypes, shapes, offsets) is written first, then the
+ * data of each tensor in name order, so a caller never needs all tensors in memory at once.
+ * sd_st_write is the all-in-memory convenience on top of it. */
 
 typedef struct write_item {
-    const char *name;
-    const sd_tensor *t;
+    const char *name;     /* the caller's string while checking, then the writer's copy */
+    size_t index;         /* position in the caller's arrays */
+    sd_dtype dtype;
+    int ndim;
+    int64_t shape[SD_MAX_DIMS];
     size_t nbytes;
 } write_item;
+
+struct sd_st_writer {
+    FILE *fp;
+    char *path, *tmp;
+    write_item *items;    /* sorted by name */
+    char *names;          /* copies of the names (for messages) */
+    size_t n;
+    size_t cur, done;     /* tensor being written and its bytes written so far */
+    int io_errno;         /* a failed write: every later call fails */
+};
 
 static int cmp_item(const void *a, const void *b)
 {
@@ -542,17 +558,16 @@ static void emit_header(emitter *e, const write_item *items, size_t n, const sd_
     }
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        const sd_tensor *t = items[i].t;
         if (i)
             emit(e, ",");
         emit_str(e, items[i].name, strlen(items[i].name));
         emit(e, ":{\"dtype\":\"");
-        emit(e, sd_dtype_name(t->dtype));
+        emit(e, sd_dtype_name(items[i].dtype));
         emit(e, "\",\"shape\":[");
-        for (int d = 0; d < t->ndim; d++) {
+        for (int d = 0; d < items[i].ndim; d++) {
             if (d)
                 emit(e, ",");
-            emit_u64(e, (uint64_t)t->shape[d]);
+            emit_u64(e, (uint64_t)items[i].shape[d]);
         }
         emit(e, "],\"data_offsets\":[");
         emit_u64(e, off);
@@ -564,7 +579,7 @@ static void emit_header(emitter *e, const write_item *items, size_t n, const sd_
     emit(e, "}");
 }
 
-/* Check the arguments of sd_st_write and fill items (sorted by name). */
+/* Check the declared tensors and fill items (sorted by name). */
 static sd_status check_write_args(const char *const *names, const sd_tensor *tensors, size_t n,
                                   write_item *items, sd_error *err)
 {
@@ -581,12 +596,11 @@ static sd_status check_write_args(const char *const *names, const sd_tensor *ten
             if (t->shape[d] < 0 || !sd_mul_ok(bytes, (size_t)t->shape[d], &bytes))
                 return sd_fail(err, SD_ERR_INVALID_ARG,
                                "safetensors write: tensor '%.80s' has a bad shape", names[i]);
-        if (bytes && !t->data)
-            return sd_fail(err, SD_ERR_INVALID_ARG,
-                           "safetensors write: tensor '%.80s' has no data", names[i]);
         if (!sd_add_ok(total, bytes, &total))
             return sd_fail(err, SD_ERR_INVALID_ARG, "safetensors write: data size overflows");
-        items[i] = (write_item){names[i], t, bytes};
+        items[i] = (write_item){.name = names[i], .index = i, .dtype = t->dtype,
+                                .ndim = t->ndim, .nbytes = bytes};
+        memcpy(items[i].shape, t->shape, sizeof items[i].shape);
     }
     qsort(items, n, sizeof *items, cmp_item);
     for (size_t i = 1; i < n; i++)
@@ -596,79 +610,226 @@ static sd_status check_write_args(const char *const *names, const sd_tensor *ten
     return SD_OK;
 }
 
-sd_status sd_st_write(const char *path, const char *const *names, const sd_tensor *tensors,
-                      size_t n, const char *metadata_json, sd_error *err)
+/* The header bytes (length prefix, JSON padded with spaces to a multiple of 8). */
+static sd_status build_header(const write_item *items, size_t n, const char *metadata_json,
+                              char **out, size_t *len, sd_error *err)
 {
-    sd_status st;
     sd_json *meta = NULL;
-    char *header = NULL, *tmp = NULL;
-    FILE *fp = NULL;
-    write_item *items = sd_calloc(n ? n : 1, sizeof *items);
-    if (!items)
-        return sd_fail_nomem(err, "safetensors write");
-    st = check_write_args(names, tensors, n, items, err);
-    if (st != SD_OK)
-        goto out;
+    *out = NULL;
     if (metadata_json) {
-        st = sd_json_parse(metadata_json, strlen(metadata_json), &meta, err);
+        sd_status st = sd_json_parse(metadata_json, strlen(metadata_json), &meta, err);
         if (st == SD_ERR_FORMAT) {
             sd_fail_prefix(err, st, "safetensors write: metadata");
             if (err)
                 err->code = SD_ERR_INVALID_ARG;
-            st = SD_ERR_INVALID_ARG;
+            return SD_ERR_INVALID_ARG;
         }
         if (st != SD_OK)
-            goto out;
+            return st;
         if (!check_meta(meta)) {
-            st = sd_fail(err, SD_ERR_INVALID_ARG,
-                         "safetensors write: metadata is not an object of string values");
-            goto out;
+            sd_json_free(meta);
+            return sd_fail(err, SD_ERR_INVALID_ARG,
+                           "safetensors write: metadata is not an object of string values");
         }
     }
     emitter e = {0};
     emit_header(&e, items, n, meta);
     size_t hlen = (e.n + 7) / 8 * 8;
-    header = sd_malloc(8 + hlen);
-    size_t plen = strlen(path);
-    tmp = sd_malloc(plen + 5);
-    if (!header || !tmp) {
-        st = sd_fail_nomem(err, "safetensors write");
-        goto out;
+    char *header = sd_malloc(8 + hlen);
+    if (!header) {
+        sd_json_free(meta);
+        return sd_fail_nomem(err, "safetensors write");
     }
     for (int i = 0; i < 8; i++)
         header[i] = (char)(((uint64_t)hlen >> (8 * i)) & 0xFF);
     e = (emitter){header + 8, 0};
     emit_header(&e, items, n, meta);
     memset(header + 8 + e.n, ' ', hlen - e.n);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-
-    fp = fopen(tmp, "wb");
-    if (!fp) {
-        st = sd_fail(err, SD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto out;
-    }
-    bool ok = fwrite(header, 1, 8 + hlen, fp) == 8 + hlen;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = write_data(fp, items[i].t, items[i].nbytes);
-    int saved = errno;
-    if (fclose(fp) != 0 && ok) {
-        ok = false;
-        saved = errno;
-    }
-    fp = NULL;
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok)
-            saved = errno;
-        remove(tmp);
-        st = sd_fail(err, SD_ERR_IO, "%s: cannot write: %s", path, strerror(saved));
-        goto out;
-    }
-    st = SD_OK;
-out:
-    sd_free(items);
-    sd_free(header);
-    sd_free(tmp);
     sd_json_free(meta);
+    *out = header;
+    *len = 8 + hlen;
+    return SD_OK;
+}
+
+static void free_writer(sd_st_writer *w)
+{
+    if (w->fp) {
+        fclose(w->fp);
+        remove(w->tmp);
+    }
+    sd_free(w->items);
+    sd_free(w->names);
+    sd_free(w->path);
+    sd_free(w->tmp);
+    sd_free(w);
+}
+
+/* Skip past finished (and empty) tensors. */
+static void advance(sd_st_writer *w)
+{
+    while (w->cur < w->n && w->done == w->items[w->cur].nbytes) {
+        w->cur++;
+        w->done = 0;
+    }
+}
+
+static sd_status io_fail(sd_st_writer *w, sd_error *err)
+{
+    if (!w->io_errno)
+        w->io_errno = errno ? errno : EIO;
+    return sd_fail(err, SD_ERR_IO, "%s: cannot write: %s", w->tmp, strerror(w->io_errno));
+}
+
+sd_status sd_st_writer_begin(const char *path, const char *const *names,
+                             const sd_tensor *tensors, size_t n, const char *metadata_json,
+                             sd_st_writer **out, sd_error *err)
+{
+    *out = NULL;
+    char *header = NULL;
+    size_t hlen = 0, plen = strlen(path);
+    sd_st_writer *w = sd_calloc(1, sizeof *w);
+    if (!w)
+        return sd_fail_nomem(err, "safetensors write");
+    w->n = n;
+    w->items = sd_calloc(n ? n : 1, sizeof *w->items);
+    w->path = sd_malloc(plen + 1);
+    w->tmp = sd_malloc(plen + 5);
+    sd_status st;
+    if (!w->items || !w->path || !w->tmp) {
+        st = sd_fail_nomem(err, "safetensors write");
+        goto fail;
+    }
+    memcpy(w->path, path, plen + 1);
+    memcpy(w->tmp, path, plen);
+    memcpy(w->tmp + plen, ".tmp", 5);
+    if ((st = check_write_args(names, tensors, n, w->items, err)) != SD_OK ||
+        (st = build_header(w->items, n, metadata_json, &header, &hlen, err)) != SD_OK)
+        goto fail;
+    size_t names_len = 1;
+    for (size_t i = 0; i < n; i++)
+        names_len += strlen(w->items[i].name) + 1;
+    if (!(w->names = sd_malloc(names_len))) {
+        st = sd_fail_nomem(err, "safetensors write");
+        goto fail;
+    }
+    char *a = w->names;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = strlen(w->items[i].name) + 1;
+        memcpy(a, w->items[i].name, k);
+        w->items[i].name = a;
+        a += k;
+    }
+    w->fp = fopen(w->tmp, "wb");
+    if (!w->fp) {
+        st = sd_fail(err, SD_ERR_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
+        goto fail;
+    }
+    setvbuf(w->fp, NULL, _IOFBF, (size_t)1 << 20);
+    if (fwrite(header, 1, hlen, w->fp) != hlen) {
+        st = io_fail(w, err);
+        goto fail;
+    }
+    sd_free(header);
+    advance(w);
+    *out = w;
+    return SD_OK;
+fail:
+    sd_free(header);
+    free_writer(w);
     return st;
+}
+
+size_t sd_st_writer_next(const sd_st_writer *w)
+{
+    return w->cur < w->n ? w->items[w->cur].index : SIZE_MAX;
+}
+
+sd_status sd_st_writer_put(sd_st_writer *w, const sd_tensor *t, sd_error *err)
+{
+    if (w->io_errno)
+        return io_fail(w, err);
+    if (w->cur >= w->n)
+        return sd_fail(err, SD_ERR_INVALID_ARG, "safetensors write: every tensor is written");
+    const write_item *it = &w->items[w->cur];
+    bool same = t->dtype == it->dtype && t->ndim == it->ndim;
+    for (int d = 0; same && d < t->ndim; d++)
+        same = t->shape[d] == it->shape[d];
+    if (!same || w->done)
+        return sd_fail(err, SD_ERR_INVALID_ARG, "safetensors write: tensor '%.80s' %s",
+                       it->name, w->done ? "is partly written already"
+                                         : "is put with another dtype or shape than declared");
+    if (it->nbytes && !t->data)
+        return sd_fail(err, SD_ERR_INVALID_ARG, "safetensors write: tensor '%.80s' has no data",
+                       it->name);
+    if (!write_data(w->fp, t, it->nbytes))
+        return io_fail(w, err);
+    w->done = it->nbytes;
+    advance(w);
+    return SD_OK;
+}
+
+sd_status sd_st_writer_bytes(sd_st_writer *w, const void *data, size_t n, sd_error *err)
+{
+    if (w->io_errno)
+        return io_fail(w, err);
+    const char *p = data;
+    while (n > 0) {
+        if (w->cur >= w->n)
+            return sd_fail(err, SD_ERR_INVALID_ARG,
+                           "safetensors write: more data than the tensors declared");
+        size_t k = SD_MIN(n, w->items[w->cur].nbytes - w->done);
+        if (fwrite(p, 1, k, w->fp) != k)
+            return io_fail(w, err);
+        w->done += k;
+        p += k;
+        n -= k;
+        advance(w);
+    }
+    return SD_OK;
+}
+
+sd_status sd_st_writer_finish(sd_st_writer *w, sd_error *err)
+{
+    sd_status st = SD_OK;
+    if (w->io_errno) {
+        st = io_fail(w, err);
+    } else if (w->cur < w->n) {
+        st = sd_fail(err, SD_ERR_INVALID_ARG,
+                     "safetensors write: %s: finished before the data of '%.80s' (%zu of %zu "
+                     "tensors complete)", w->path, w->items[w->cur].name, w->cur, w->n);
+    } else {
+        FILE *fp = w->fp;
+        w->fp = NULL;
+        errno = 0;
+        if (fclose(fp) != 0 || rename(w->tmp, w->path) != 0) {
+            int e = errno ? errno : EIO;
+            remove(w->tmp);
+            st = sd_fail(err, SD_ERR_IO, "%s: cannot write: %s", w->path, strerror(e));
+        }
+    }
+    free_writer(w);
+    return st;
+}
+
+void sd_st_writer_abort(sd_st_writer *w)
+{
+    if (w)
+        free_writer(w);
+}
+
+sd_status sd_st_write(const char *path, const char *const *names, const sd_tensor *tensors,
+                      size_t n, const char *metadata_json, sd_error *err)
+{
+    sd_st_writer *w = NULL;
+    sd_status st = sd_st_writer_begin(path, names, tensors, n, metadata_json, &w, err);
+    if (st != SD_OK)
+        return st;
+    size_t i;
+    while ((i = sd_st_writer_next(w)) != SIZE_MAX) {
+        if ((st = sd_st_writer_put(w, &tensors[i], err)) != SD_OK) {
+            sd_st_writer_abort(w);
+            return st;
+        }
+    }
+    return sd_st_writer_finish(w, err);
 }

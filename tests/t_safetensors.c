@@ -1,7 +1,8 @@
 /* tests/t_safetensors.c - the safetensors reader and writer: a write/read round trip (dtypes,
  * scalars, empty and strided tensors, metadata, misaligned data), the golden files, every
- * class of malformed header rejected with SD_ERR_FORMAT and a message, and allocation
- * failures during parsing and writing reported as SD_ERR_NOMEM without leaks. */
+ * class of malformed header rejected with SD_ERR_FORMAT and a message, allocation failures
+ * during parsing and writing reported as SD_ERR_NOMEM without leaks, and the streaming
+ * writer (tensor order, chunked data, misuse). */
 #include "harness.h"
 #include "internal/safetensors.h"
 
@@ -406,6 +407,121 @@ static void test_nomem(void)
     remove(path);
 }
 
+static bool same_file(const char *p1, const char *p2)
+{
+    FILE *a = fopen(p1, "rb"), *b = fopen(p2, "rb");
+    bool same = a && b;
+    for (int ca = 0; same && (ca = fgetc(a)) != EOF;)
+        same = fgetc(b) == ca;
+    same = same && fgetc(b) == EOF;
+    if (a)
+        fclose(a);
+    if (b)
+        fclose(b);
+    return same;
+}
+
+/* The streaming writer: tensor order, chunked bytes, equality with sd_st_write, misuse. */
+static void test_streaming(void)
+{
+    float fb[2][3] = {{1, 2, 3}, {4, 5, 6}};
+    uint16_t ha[4] = {0x3C00, 0x4000, 0xC000, 0x7BFF};
+    int64_t sc = -42;
+    const char *names[4] = {"b", "a", "e", "c"};
+    sd_tensor t[4] = {
+        {SD_DTYPE_F32, 2, {2, 3}, {3, 1}, fb, false},
+        {SD_DTYPE_F16, 1, {4}, {1}, ha, false},
+        {SD_DTYPE_U8, 2, {0, 3}, {3, 1}, NULL, false},
+        {SD_DTYPE_I64, 0, {0}, {0}, &sc, false},
+    };
+    const char *ref = tmp_path("stream-ref.safetensors"), *path = tmp_path("stream.safetensors");
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    sd_error err = {0};
+    CHECK(sd_st_write(ref, names, t, 4, "{\"k\":\"v\"}", &err) == SD_OK, "ref: %s", err.msg);
+
+    /* declarations without data; tensors due in name order, the empty one skipped */
+    sd_tensor decl[4];
+    memcpy(decl, t, sizeof decl);
+    for (int i = 0; i < 4; i++)
+        decl[i].data = NULL;
+    sd_st_writer *w = NULL;
+    CHECK(sd_st_writer_begin(path, names, decl, 4, "{\"k\":\"v\"}", &w, &err) == SD_OK,
+          "begin: %s", err.msg);
+    CHECK(access(tmp, F_OK) == 0 && access(path, F_OK) != 0, "header goes to .tmp");
+    CHECK(sd_st_writer_next(w) == 1, "a first");
+    CHECK(sd_st_writer_put(w, &t[0], &err) == SD_ERR_INVALID_ARG && strstr(err.msg, "'a'"),
+          "put of the wrong tensor: %s", err.msg);
+    CHECK(sd_st_writer_put(w, &t[1], &err) == SD_OK, "put a");
+    CHECK(sd_st_writer_next(w) == 0, "b next");
+    CHECK(sd_st_writer_bytes(w, fb, 5, &err) == SD_OK && sd_st_writer_next(w) == 0,
+          "b in part");
+    CHECK(sd_st_writer_put(w, &t[0], &err) == SD_ERR_INVALID_ARG && strstr(err.msg, "partly"),
+          "put after bytes: %s", err.msg);
+    CHECK(sd_st_writer_bytes(w, (char *)fb + 5, 19, &err) == SD_OK, "rest of b");
+    CHECK(sd_st_writer_next(w) == 3, "c next (e is empty)");
+    sd_tensor nodata = t[3];
+    nodata.data = NULL;
+    CHECK(sd_st_writer_put(w, &nodata, &err) == SD_ERR_INVALID_ARG &&
+              strstr(err.msg, "no data"), "put without data: %s", err.msg);
+    CHECK(sd_st_writer_put(w, &t[3], &err) == SD_OK, "put c");
+    CHECK(sd_st_writer_next(w) == SIZE_MAX, "all due written");
+    CHECK(sd_st_writer_bytes(w, &sc, 1, &err) == SD_ERR_INVALID_ARG, "bytes past the end: %s",
+          err.msg);
+    CHECK(sd_st_writer_put(w, &t[3], &err) == SD_ERR_INVALID_ARG, "put past the end");
+    CHECK(sd_st_writer_finish(w, &err) == SD_OK, "finish: %s", err.msg);
+    CHECK(same_file(ref, path), "streamed file equals sd_st_write's");
+    CHECK(access(tmp, F_OK) != 0, "no .tmp left");
+    remove(path);
+
+    /* all the data in one call spanning every tensor */
+    unsigned char all[8 + 24 + 8];
+    memcpy(all, ha, 8);
+    memcpy(all + 8, fb, 24);
+    memcpy(all + 32, &sc, 8);
+    CHECK(sd_st_writer_begin(path, names, decl, 4, "{\"k\":\"v\"}", &w, &err) == SD_OK,
+          "begin 2");
+    CHECK(sd_st_writer_bytes(w, all, sizeof all, &err) == SD_OK, "one chunk: %s", err.msg);
+    CHECK(sd_st_writer_finish(w, &err) == SD_OK && same_file(ref, path), "one chunk file");
+    remove(path);
+
+    /* finishing early or aborting leaves no file */
+    CHECK(sd_st_writer_begin(path, names, decl, 4, NULL, &w, &err) == SD_OK, "begin 3");
+    CHECK(sd_st_writer_bytes(w, all, 12, &err) == SD_OK, "part");
+    CHECK(sd_st_writer_finish(w, &err) == SD_ERR_INVALID_ARG && strstr(err.msg, "'b'"),
+          "early finish: %s", err.msg);
+    CHECK(access(path, F_OK) != 0 && access(tmp, F_OK) != 0, "no file after early finish");
+    CHECK(sd_st_writer_begin(path, names, decl, 4, NULL, &w, &err) == SD_OK, "begin 4");
+    sd_st_writer_abort(w);
+    sd_st_writer_abort(NULL);
+    CHECK(access(path, F_OK) != 0 && access(tmp, F_OK) != 0, "no file after abort");
+
+    /* declaration errors: nothing created */
+    const char *dup[2] = {"x", "x"};
+    CHECK(sd_st_writer_begin(path, dup, decl, 2, NULL, &w, &err) == SD_ERR_INVALID_ARG &&
+              w == NULL, "duplicate: %s", err.msg);
+    CHECK(sd_st_writer_begin(tmp_path("no/dir.safetensors"), names, decl, 4, NULL, &w, &err) ==
+              SD_ERR_IO && w == NULL, "unwritable: %s", err.msg);
+    CHECK(access(tmp, F_OK) != 0, "nothing created on errors");
+
+    /* allocation failures in begin */
+    size_t live = sd_alloc_live_bytes();
+    int nomem = 0;
+    for (long n = 1;; n++) {
+        sd_alloc_fail_after(n, false);
+        sd_status st = sd_st_writer_begin(path, names, decl, 4, "{\"k\":\"v\"}", &w, NULL);
+        sd_alloc_fail_after(0, false);
+        if (st == SD_OK)
+            break;
+        nomem++;
+        CHECK(st == SD_ERR_NOMEM && !w && access(tmp, F_OK) != 0, "begin allocation %ld", n);
+    }
+    sd_st_writer_abort(w);
+    CHECK(nomem >= 5, "begin failure points exercised: %d", nomem);
+    CHECK(sd_alloc_live_bytes() == live, "no leaks under begin allocation failure");
+    remove(ref);
+}
+
 int main(void)
 {
     const char *td = getenv("TMPDIR");
@@ -418,6 +534,7 @@ int main(void)
     test_golden();
     test_malformed();
     test_nomem();
+    test_streaming();
     rmdir(tmpdir);
     return t_summary("t_safetensors");
 }

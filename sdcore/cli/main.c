@@ -24,6 +24,7 @@ extern const sd_cli_cmd sd_cli_cmd_info;
 extern const sd_cli_cmd sd_cli_cmd_tokenize;
 extern const sd_cli_cmd sd_cli_cmd_encode_text;
 extern const sd_cli_cmd sd_cli_cmd_unet;
+extern const sd_cli_cmd sd_cli_cmd_make_random_model;
 
 static const sd_cli_cmd *const commands[] = {
     &cmd_sysinfo_entry,
@@ -31,6 +32,7 @@ static const sd_cli_cmd *const commands[] = {
     &sd_cli_cmd_tokenize,
     &sd_cli_cmd_encode_text,
     &sd_cli_cmd_unet,
+    &sd_cli_cmd_make_random_model,
 };
 
 int sd_cli_fail(const char *cmd, const char *fmt, ...)

@@ -89,6 +89,12 @@ sd_status sd_model_apply_config(sd_model *m, const char *which, const sd_json *c
  * SD_ERR_NOMEM; unknown top-level keys are SD_ERR_FORMAT (a typo must not pass silently). */
 sd_status sd_model_apply_sidecar(sd_model *m, const char *path, sd_error *err);
 
+/* The same on an already parsed sidecar object `root` (e.g. a fuzzer's input); `what` names
+ * it in messages.  Errors as sd_model_apply_config, plus SD_ERR_FORMAT when root is not an
+ * object.  m->hp may be partly updated on error.  Thread: any (m is not shared). */
+sd_status sd_model_apply_sidecar_json(sd_model *m, const sd_json *root, const char *what,
+                                      sd_error *err);
+
 /* Check the final hyper-parameters against the tensors (channels divisible by head counts,
  * ...).  Errors: SD_ERR_FORMAT naming the mismatch and the fix (a sidecar/config). */
 sd_status sd_model_check_hparams(const sd_model *m, const char *what, sd_error *err);

@@ -91,4 +91,45 @@ const char *sd_st_meta(const sd_st_file *f, const char *key);
 sd_status sd_st_write(const char *path, const char *const *names, const sd_tensor *tensors,
                       size_t n, const char *metadata_json, sd_error *err);
 
+/* Streaming writer: the same file as sd_st_write, but the data is handed over tensor by
+ * tensor after the header is written, so the tensors never need to be in memory together
+ * (e.g. generated full-size checkpoints).  Usage:
+ *
+ *     sd_st_writer_begin(path, names, decls, n, meta, &w, err);   // header written
+ *     while ((i = sd_st_writer_next(w)) != SIZE_MAX)
+ *         sd_st_writer_put(w, &tensor_i, err);    // or sd_st_writer_bytes in chunks
+ *     sd_st_writer_finish(w, err);                // closes and renames onto path
+ *
+ * One writer is used by one thread at a time. */
+typedef struct sd_st_writer sd_st_writer;
+
+/* Check the declarations (dtype, ndim, shape of tensors[i] under names[i]; data ignored and
+ * may be NULL), build the header and write it to "<path>.tmp".  Names are copied.  Errors as
+ * sd_st_write (SD_ERR_INVALID_ARG, SD_ERR_IO, SD_ERR_NOMEM); on error *out is NULL and no
+ * file is left. */
+sd_status sd_st_writer_begin(const char *path, const char *const *names,
+                             const sd_tensor *tensors, size_t n, const char *metadata_json,
+                             sd_st_writer **out, sd_error *err);
+
+/* The index (into begin's arrays) of the tensor whose data is due next, or SIZE_MAX when
+ * every tensor is complete.  Tensors come in name order; empty ones are skipped. */
+size_t sd_st_writer_next(const sd_st_writer *w);
+
+/* Write the whole data of the tensor due next from t (any strides), which must have its
+ * declared dtype and shape.  Errors: SD_ERR_INVALID_ARG (no tensor due, another dtype/shape,
+ * no data, the tensor already partly written by sd_st_writer_bytes), SD_ERR_IO. */
+sd_status sd_st_writer_put(sd_st_writer *w, const sd_tensor *t, sd_error *err);
+
+/* Append n bytes of packed little-endian data; they fill the due tensor and run on into the
+ * following ones.  Errors: SD_ERR_INVALID_ARG (more bytes than declared), SD_ERR_IO. */
+sd_status sd_st_writer_bytes(sd_st_writer *w, const void *data, size_t n, sd_error *err);
+
+/* Close the file and rename it onto path.  Always frees w.  Errors: SD_ERR_INVALID_ARG
+ * (data missing: the file is removed), SD_ERR_IO (an earlier or final write failed: the file
+ * is removed). */
+sd_status sd_st_writer_finish(sd_st_writer *w, sd_error *err);
+
+/* Stop writing: remove "<path>.tmp" and free w.  NULL is a no-op. */
+void sd_st_writer_abort(sd_st_writer *w);
+
 #endif
