@@ -5,8 +5,8 @@
 #   sdcore/*.c sdcore/kernels/*.c  -> $(B)/libsdcore.a   (no GIMP/glib headers allowed)
 #   sdcore/cli/*.c                 -> $(B)/sd
 #   tests/t_*.c                    -> $(B)/tests/t_*     (each linked with libsdcore.a)
-# Kernel files named sdcore/kernels/x86_avx2*.c / x86_avx512*.c get that ISA's flags and
-# nothing else does; sdcore/kernels/ref.c is compiled without FP contraction.
+# Kernel files named sdcore/kernels/x86_avx2*.c / x86_avx512*.c / x86_avx512bf16*.c get that
+# ISA's flags and nothing else does; sdcore/kernels/ref.c is compiled without FP contraction.
 
 B        ?= build
 CC       ?= gcc
@@ -23,6 +23,7 @@ SD_LIBS    := -lopenblas -lutf8proc -lpng -lm -pthread
 REF_FLAGS  := -ffp-contract=off
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+AVX512BF16_FLAGS := $(AVX512_FLAGS) -mavx512bf16
 
 SDCORE_SRC := $(sort $(wildcard sdcore/*.c sdcore/kernels/*.c))
 SDCORE_OBJ := $(SDCORE_SRC:%.c=$(B)/%.o) $(B)/sdcore/vocab_blob.o
@@ -42,6 +43,7 @@ $(B)/%.o: %.c
 $(B)/sdcore/kernels/ref.o: ISA_FLAGS := $(REF_FLAGS)
 $(filter $(B)/sdcore/kernels/x86_avx2%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX2_FLAGS)
 $(filter $(B)/sdcore/kernels/x86_avx512%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX512_FLAGS)
+$(filter $(B)/sdcore/kernels/x86_avx512bf16%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX512BF16_FLAGS)
 
 # The CLIP BPE vocabulary (MIT, see sdcore/data/LICENSE-CLIP) is embedded in the library.
 $(B)/sdcore/vocab.txt: sdcore/data/bpe_simple_vocab_16e6.txt.gz

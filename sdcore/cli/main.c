@@ -25,6 +25,7 @@ extern const sd_cli_cmd sd_cli_cmd_tokenize;
 extern const sd_cli_cmd sd_cli_cmd_encode_text;
 extern const sd_cli_cmd sd_cli_cmd_unet;
 extern const sd_cli_cmd sd_cli_cmd_make_random_model;
+extern const sd_cli_cmd sd_cli_cmd_bench;
 
 static const sd_cli_cmd *const commands[] = {
     &cmd_sysinfo_entry,
@@ -33,6 +34,7 @@ static const sd_cli_cmd *const commands[] = {
     &sd_cli_cmd_encode_text,
     &sd_cli_cmd_unet,
     &sd_cli_cmd_make_random_model,
+    &sd_cli_cmd_bench,
 };
 
 int sd_cli_fail(const char *cmd, const char *fmt, ...)

@@ -1,0 +1,213 @@
+/* cli/bench_figures.c - the runners of `sd bench`: each loads its random checkpoint, builds
+ * the network, runs it once to warm up (this run also packs the weights) and then times the
+ * repeats, wall and process CPU time, with the ctx's FLOP counter giving the work.  Inputs
+ * are deterministic pseudo-random values of the right sizes: the timings do not depend on
+ * them.  Runs in the child process cmd_bench.c forked for the figure. */
+#include "cli/bench.h"
+#include "internal/ctx.h"
+#include "internal/pack.h"
+#include "internal/text_encoder.h"
+#include "internal/unet.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+void bench_model_path(const bench_env *env, const char *stem, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/%s-random-f16.safetensors", env->models, stem);
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+static void fill_random(float *x, size_t n, float lo, float hi, uint64_t seed)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = lo + (hi - lo) * (float)(s >> 40) * (1.0f / 16777216.0f);
+    }
+}
+
+static void fail(bench_result *r, int status, const char *msg)
+{
+    r->status = status;
+    snprintf(r->msg, sizeof r->msg, "%s", msg);
+}
+
+/* A network call timed by time_runs. */
+typedef sd_status (*run_fn)(void *arg, sd_error *err);
+
+static void time_runs(sd_ctx *ctx, int repeats, run_fn fn, void *arg, bench_result *r)
+{
+    sd_error err = {0};
+    uint64_t f0 = ctx->flops;
+    double t0 = now();
+    if (fn(arg, &err) != SD_OK) {
+        fail(r, 1, err.msg);
+        return;
+    }
+    r->first_wall = now() - t0;
+    r->gflop = (double)(ctx->flops - f0) * 1e-9;
+    r->runs = repeats < BENCH_MAX_RUNS ? repeats : BENCH_MAX_RUNS;
+    for (int i = 0; i < r->runs; i++) {
+        double w = now(), c = cpu_now();
+        if (fn(arg, &err) != SD_OK) {
+            fail(r, 1, err.msg);
+            return;
+        }
+        r->wall[i] = now() - w;
+        r->cpu[i] = cpu_now() - c;
+    }
+    r->pack_mb = (double)sd_pack_total_bytes() / 1048576.0;
+    r->status = 0;
+}
+
+/* ---- text encoder ------------------------------------------------------------------------ */
+
+typedef struct text_run {
+    sd_ctx *ctx;
+    const sd_model *m;
+    int32_t *ids;
+    int batch;
+    float *out;
+} text_run;
+
+static sd_status text_call(void *arg, sd_error *err)
+{
+    text_run *t = arg;
+    return sd_text_encode(t->ctx, t->m, t->ids, NULL, t->batch, 0, t->out, err);
+}
+
+static void run_text(sd_ctx *ctx, const sd_model *m, const bench_fig *f, int repeats,
+                     bench_result *r)
+{
+    int hidden = sd_text_hidden_size(m);
+    text_run t = {.ctx = ctx, .m = m, .batch = f->batch};
+    t.ids = malloc((size_t)f->batch * SD_TEXT_WINDOW * sizeof *t.ids);
+    t.out = malloc((size_t)f->batch * SD_TEXT_WINDOW * (size_t)(hidden > 0 ? hidden : 1) *
+                   sizeof *t.out);
+    if (hidden <= 0 || !t.ids || !t.out) {
+        fail(r, 1, hidden <= 0 ? "the model has no text encoder" : "out of memory");
+    } else {
+        /* a prompt of 20 tokens then end-of-text padding, per window */
+        uint64_t s = 7;
+        for (int b = 0; b < f->batch; b++)
+            for (int i = 0; i < SD_TEXT_WINDOW; i++) {
+                s = s * 6364136223846793005ULL + 1;
+                int32_t id = i == 0 ? 49406 : i <= 20 ? (int32_t)(300 + (s >> 33) % 40000)
+                                                     : 49407;
+                t.ids[b * SD_TEXT_WINDOW + i] = id;
+            }
+        time_runs(ctx, repeats, text_call, &t, r);
+    }
+    free(t.ids);
+    free(t.out);
+}
+
+/* ---- UNet --------------------------------------------------------------------------------- */
+
+typedef struct unet_run {
+    sd_ctx *ctx;
+    const sd_unet *u;
+    sd_unet_args a;
+    float *out;
+} unet_run;
+
+static sd_status unet_call(void *arg, sd_error *err)
+{
+    unet_run *u = arg;
+    return sd_unet_forward(u->ctx, u->u, &u->a, u->out, err);
+}
+
+static void run_unet(sd_ctx *ctx, const sd_model *m, const bench_fig *f, int repeats,
+                     bench_result *r)
+{
+    sd_error err = {0};
+    sd_unet *u = NULL;
+    if (sd_unet_new(m, &u, &err) != SD_OK) {
+        fail(r, 1, err.msg);
+        return;
+    }
+    sd_unet_info info;
+    sd_unet_get_info(u, &info);
+    int B = f->batch, h = f->size / 8, L = SD_TEXT_WINDOW;
+    size_t nx = (size_t)B * (size_t)info.in_channels * (size_t)(h * h);
+    size_t nc = (size_t)B * L * (size_t)info.context_dim;
+    float *x = malloc(nx * sizeof *x), *c = malloc(nc * sizeof *c);
+    float *out = malloc((size_t)B * (size_t)info.out_channels * (size_t)(h * h) * sizeof *out);
+    float t[BENCH_MAX_RUNS];
+    if (!x || !c || !out || B > BENCH_MAX_RUNS) {
+        fail(r, 1, "out of memory");
+    } else {
+        fill_random(x, nx, -1.5f, 1.5f, 1);
+        fill_random(c, nc, -1.0f, 1.0f, 2);
+        for (int b = 0; b < B; b++)
+            t[b] = 500.0f;
+        unet_run ur = {.ctx = ctx, .u = u, .out = out,
+                       .a = {.batch = B, .height = h, .width = h, .x = x, .timesteps = t,
+                             .context = c, .ctx_len = L}};
+        time_runs(ctx, repeats, unet_call, &ur, r);
+    }
+    free(x);
+    free(c);
+    free(out);
+    sd_unet_free(u);
+}
+
+/* ---- entry -------------------------------------------------------------------------------- */
+
+void bench_run(const bench_fig *f, const bench_env *env, bench_result *r)
+{
+    memset(r, 0, sizeof *r);
+    int repeats = f->repeats ? f->repeats : env->repeats;
+    switch (f->kind) {
+    case BENCH_VAE_DECODE:
+    case BENCH_VAE_ENCODE:
+        fail(r, 2, "no VAE network in this build (branch 'vae' not merged yet)");
+        return;
+    case BENCH_TAESD_DECODE:
+        fail(r, 2, "no TAESD network in this build (branch 'vae' not merged yet)");
+        return;
+    case BENCH_TXT2IMG:
+        fail(r, 2, "no sd txt2img in this build (branch 'pipeline' not merged yet)");
+        return;
+    case BENCH_TEXT:
+    case BENCH_UNET:
+        break;
+    }
+    char path[1024];
+    bench_model_path(env, f->model, path, sizeof path);
+    sd_error err = {0};
+    sd_ctx_params cp = sd_ctx_params_default();
+    cp.n_threads = env->threads;
+    cp.precision = f->fp32 ? SD_PRECISION_FP32 : SD_PRECISION_BF16;
+    sd_ctx *ctx = NULL;
+    sd_model *m = NULL;
+    if (sd_ctx_new(&cp, &ctx, &err) != SD_OK || sd_model_load(ctx, path, &m, &err) != SD_OK) {
+        fail(r, 1, err.msg);
+    } else {
+        snprintf(r->kernel, sizeof r->kernel, "%s", sd_ctx_matmul_name(ctx));
+        if (f->kind == BENCH_TEXT)
+            run_text(ctx, m, f, repeats, r);
+        else
+            run_unet(ctx, m, f, repeats, r);
+    }
+    sd_model_free(m);
+    sd_ctx_free(ctx);
+}
