@@ -21,10 +21,11 @@
  * LINEAR packs its activations per (row block, reduction block) into A panels and runs them
  * against the cached B panels of W.
  *
- * ATTENTION is flash attention with the queries on the vector lanes: per (batch, head, 32
- * queries) the query tile is transposed and scaled once, then the key blocks stream through
- * the table's attn_block_f32 (scores, online softmax, output update); the score matrix never
- * exists beyond one block.
+ * ATTENTION is flash attention with the queries on the vector lanes: per (batch, head, 128
+ * queries) four query tiles of 32 are transposed and scaled once, then the key blocks
+ * stream through the table's attn_block_f32 (scores, online softmax, output update), each
+ * block applied to the four tiles while it is in cache; the score matrix never exists
+ * beyond one block of one tile.
  *
  * Blocking, measured on AMD Zen 4 (32 KiB L1d, 1 MiB L2 per core): long reduction blocks
  * (512 fp32 / 1024 bf16) pay because every block reloads and stores the C tile; output
@@ -47,6 +48,7 @@ enum {
     POS_TILE = 128,     /* conv output positions per item (multiple of NR) */
     ROW_TILE = 128,     /* linear rows per item (multiple of MR) */
     ATT_KB = 128,       /* attention keys per block */
+    ATT_TILES = 4,      /* query tiles (of SD_ATT_NQ) per attention item, sharing key blocks */
     ITEMS_PER_THREAD = 4,
 };
 
@@ -230,7 +232,7 @@ static sd_status get_packed(sd_ctx *ctx, const sd_tensor *w, int kind, int64_t r
     return SD_OK;
 }
 
-/* ==== linear =================================================================================== */
+/* ==== linear ================================================================================== */
 
 typedef struct lin_job {
     const sd_kernels *k;
@@ -342,7 +344,7 @@ sd_status sd_packed_linear(sd_ctx *ctx, const float *x, int64_t M, int64_t K,
     return st;
 }
 
-/* ==== conv2d =================================================================================== */
+/* ==== conv2d ================================================================================== */
 
 typedef struct conv_job {
     const sd_kernels *k;
@@ -496,52 +498,118 @@ sd_status sd_packed_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int
     return st;
 }
 
-/* ==== attention ================================================================================ */
+/* ==== attention =============================================================================== */
 
 typedef struct att_job {
     const sd_kernels *k;
+    bool bf16;
     const float *q, *kk, *v;
     float *out;
     sd_attn_params p;
-    int64_t n_qt;
+    int64_t n_grp;      /* query groups (of ATT_TILES tiles) per (batch, head) */
     float *scratch;
-    size_t slot_floats;
+    size_t tile_floats, slot_floats;
 } att_job;
 
+/* The per-tile state inside a slot: qt [dh][NQ] (scaled queries), ot [dh][NQ], mx [NQ],
+ * sum [NQ], then (bf16) qp [dh2/2][NQ][2]. */
+typedef struct att_tile {
+    float *qt, *ot, *mx, *sum;
+    uint16_t *qp;
+} att_tile;
+
+static att_tile tile_at(const att_job *j, float *base, int t)
+{
+    enum { NQ = SD_ATT_NQ };
+    att_tile a;
+    a.qt = base + (size_t)t * j->tile_floats;
+    a.ot = a.qt + (size_t)j->p.dh * NQ;
+    a.mx = a.ot + (size_t)j->p.dh * NQ;
+    a.sum = a.mx + NQ;
+    a.qp = (uint16_t *)(a.sum + NQ);
+    return a;
+}
+
+/* bf16 copies of one key block: kb [nk][dh2] and vp [nk2/2][dh][2] */
+static void att_block_bf16_copy(const att_job *j, const float *K, const float *V, int nk,
+                                uint16_t *kb, uint16_t *vp)
+{
+    const int dh = j->p.dh, dh2 = dh + dh % 2;
+    for (int r = 0; r < nk; r++) {
+        j->k->cvt_f32_bf16(K + r * j->p.k_rs, kb + (int64_t)r * dh2, (size_t)dh);
+        if (dh2 > dh)
+            kb[(int64_t)r * dh2 + dh] = 0;
+    }
+    for (int r = 0; r < nk; r += 2)
+        j->k->pack_bf16_pairs(V + r * j->p.v_rs, r + 1 < nk ? V + (r + 1) * j->p.v_rs : NULL,
+                              vp + (int64_t)r * dh, (size_t)dh);
+}
+
+/* One (batch, head, group of up to ATT_TILES query tiles): each key block is applied to
+ * every tile of the group while it is in cache. */
 static void att_item(void *arg, int64_t item, int slot)
 {
     enum { NQ = SD_ATT_NQ };
     const att_job *j = arg;
     const sd_attn_params *p = &j->p;
-    const int dh = p->dh;
-    int64_t qt_i = item % j->n_qt, bh = item / j->n_qt;
+    const int dh = p->dh, dh2 = dh + dh % 2;
+    int64_t g = item % j->n_grp, bh = item / j->n_grp;
     int64_t h = bh % p->heads, b = bh / p->heads;
-    int64_t i0 = qt_i * NQ, nq = SD_MIN(NQ, p->lq - i0);
-    float *qt = j->scratch + (size_t)slot * j->slot_floats;
-    float *ot = qt + (size_t)dh * NQ, *mx = ot + (size_t)dh * NQ, *sum = mx + NQ;
-    float *s = sum + NQ;
-    const float *Q = j->q + (b * p->lq + i0) * p->q_rs + h * dh;
-    for (int e = 0; e < dh; e++)
-        for (int64_t qq = 0; qq < NQ; qq++)
-            qt[e * NQ + qq] = qq < nq ? Q[qq * p->q_rs + e] * p->scale : 0.0f;
-    memset(ot, 0, (size_t)dh * NQ * sizeof(float));
-    for (int qq = 0; qq < NQ; qq++) {
-        mx[qq] = -INFINITY;
-        sum[qq] = 0;
+    int64_t i0 = g * ATT_TILES * NQ;
+    int tiles = (int)SD_MIN(ATT_TILES, ceil_div(p->lq - i0, NQ));
+    float *base = j->scratch + (size_t)slot * j->slot_floats;
+    float *s = base + (size_t)ATT_TILES * j->tile_floats;
+    uint16_t *pp = (uint16_t *)(s + (size_t)ATT_KB * NQ);
+    uint16_t *kb = pp + (size_t)ATT_KB * NQ, *vp = kb + (size_t)ATT_KB * dh2;
+    for (int t = 0; t < tiles; t++) {
+        att_tile a = tile_at(j, base, t);
+        int64_t ti = i0 + t * NQ, nq = SD_MIN(NQ, p->lq - ti);
+        const float *Q = j->q + (b * p->lq + ti) * p->q_rs + h * dh;
+        for (int e = 0; e < dh; e++)
+            for (int64_t qq = 0; qq < NQ; qq++)
+                a.qt[e * NQ + qq] = qq < nq ? Q[qq * p->q_rs + e] * p->scale : 0.0f;
+        if (j->bf16)
+            for (int e = 0; e < dh; e += 2)
+                j->k->pack_bf16_pairs(a.qt + e * NQ, e + 1 < dh ? a.qt + (e + 1) * NQ : NULL,
+                                      a.qp + e * NQ, NQ);
+        memset(a.ot, 0, (size_t)dh * NQ * sizeof(float));
+        for (int qq = 0; qq < NQ; qq++) {
+            a.mx[qq] = -INFINITY;
+            a.sum[qq] = 0;
+        }
     }
-    int64_t kend = p->causal ? SD_MIN(p->lk, i0 + nq) : p->lk;
+    /* causal: the group's last query sees keys up to its own index */
+    int64_t kend = p->causal ? SD_MIN(p->lk, SD_MIN(p->lq, i0 + tiles * NQ)) : p->lk;
     for (int64_t j0 = 0; j0 < kend; j0 += ATT_KB) {
-        int nk = (int)SD_MIN(ATT_KB, kend - j0);
         const float *K = j->kk + (b * p->lk + j0) * p->k_rs + h * dh;
         const float *V = j->v + (b * p->lk + j0) * p->v_rs + h * dh;
-        int causal = p->causal ? (int)(i0 - j0) : INT32_MAX;
-        j->k->attn_block_f32(qt, dh, K, p->k_rs, V, p->v_rs, nk, causal, ot, mx, sum, s);
+        if (j->bf16)
+            att_block_bf16_copy(j, K, V, (int)SD_MIN(ATT_KB, kend - j0), kb, vp);
+        for (int t = 0; t < tiles; t++) {
+            att_tile a = tile_at(j, base, t);
+            int64_t ti = i0 + t * NQ;
+            int64_t tend = p->causal ? SD_MIN(kend, ti + NQ) : kend;
+            if (j0 >= tend)
+                continue;
+            int nk = (int)SD_MIN(ATT_KB, tend - j0);
+            int causal = p->causal ? (int)(ti - j0) : INT32_MAX;
+            if (j->bf16)
+                j->k->attn_block_bf16(a.qp, dh, kb, dh2, vp, nk, causal, a.ot, a.mx, a.sum, s,
+                                      pp);
+            else
+                j->k->attn_block_f32(a.qt, dh, K, p->k_rs, V, p->v_rs, nk, causal, a.ot, a.mx,
+                                     a.sum, s);
+        }
     }
-    float *O = j->out + (b * p->lq + i0) * p->o_rs + h * dh;
-    for (int64_t qq = 0; qq < nq; qq++) {
-        float inv = 1.0f / sum[qq];
-        for (int e = 0; e < dh; e++)
-            O[qq * p->o_rs + e] = ot[e * NQ + qq] * inv;
+    for (int t = 0; t < tiles; t++) {
+        att_tile a = tile_at(j, base, t);
+        int64_t ti = i0 + t * NQ, nq = SD_MIN(NQ, p->lq - ti);
+        float *O = j->out + (b * p->lq + ti) * p->o_rs + h * dh;
+        for (int64_t qq = 0; qq < nq; qq++) {
+            float inv = 1.0f / a.sum[qq];
+            for (int e = 0; e < dh; e++)
+                O[qq * p->o_rs + e] = a.ot[e * NQ + qq] * inv;
+        }
     }
 }
 
@@ -549,10 +617,16 @@ sd_status sd_packed_attention(sd_ctx *ctx, const float *q, const float *k, const
                               float *out, const sd_attn_params *p, sd_error *err)
 {
     enum { NQ = SD_ATT_NQ };
-    att_job j = {.k = ctx->kern, .q = q, .kk = k, .v = v, .out = out, .p = *p,
-                 .n_qt = ceil_div(p->lq, NQ)};
-    j.slot_floats = (size_t)(2 * p->dh + 2 + ATT_KB) * NQ;
-    int64_t items = (int64_t)p->batch * p->heads * j.n_qt;
+    att_job j = {.k = ctx->kern, .bf16 = ctx->bf16, .q = q, .kk = k, .v = v, .out = out,
+                 .p = *p};
+    size_t dh = (size_t)p->dh, dh2 = dh + dh % 2;
+    j.n_grp = ceil_div(p->lq, (int64_t)ATT_TILES * NQ);
+    /* qt, ot, mx, sum (+ qp: dh2 * NQ uint16 = dh2 * NQ / 2 floats) */
+    j.tile_floats = (2 * dh + 2) * NQ + (j.bf16 ? dh2 * NQ / 2 : 0);
+    /* + s, and (bf16) pp, kb, vp as uint16 */
+    size_t u16 = j.bf16 ? (size_t)ATT_KB * (NQ + dh2 + dh) : 0;
+    j.slot_floats = ATT_TILES * j.tile_floats + (size_t)ATT_KB * NQ + (u16 + 1) / 2;
+    int64_t items = (int64_t)p->batch * p->heads * j.n_grp;
     sd_status st = slot_scratch(sd_par_slots(ctx, items), j.slot_floats * sizeof(float),
                                 (void **)&j.scratch, err);
     if (st == SD_OK)

@@ -31,8 +31,7 @@ static const char NAME[] = "bench";
 
 /* The figures, in the order they run.  Sizes are image pixels (latents are 1/8). */
 static const bench_fig figures[] = {
-    {"text_clip_l_b2", BENCH_TEXT, "sd15", 2, 0, 0, false, false, 0},
-    {"text_clip_l_b2_fp32", BENCH_TEXT, "sd15", 2, 0, 0, true, false, 0},
+    {"text_clip_l_b2", BENCH_TEXT, "sd15", 2, 0, 0, true, false, 0},
     {"unet_sd15_512_b2", BENCH_UNET, "sd15", 2, 512, 0, false, false, 0},
     {"unet_sd15_512_b1", BENCH_UNET, "sd15", 1, 512, 0, false, false, 0},
     {"unet_sd15_256_b2", BENCH_UNET, "sd15", 2, 256, 0, false, false, 0},

@@ -75,15 +75,17 @@ typedef struct sd_kernels {
     /* ---- packed matrix products ----
      * gemm_f32: the MR x NR tile  C[r][j] (+)= sum_k A[k][r] * B[k][j]  for r < m <= MR,
      * j < n <= NR, over kc >= 1 steps.  a: the packed A panel, kc rows of MR floats (rows
-     * r >= m may hold anything finite).  b: row k at b + k*ldb, NR floats of which the first n
-     * are read.  c: row r at c + r*ldc; with acc the products are added to C, else C is
-     * overwritten; only the m x n tile is touched.  Accumulation in float32. */
+     * r >= m may hold anything, NaN included: they only feed rows that are not stored).
+     * b: row k at b + k*ldb, NR floats of which only the first n are read.  c: row r at
+     * c + r*ldc; with acc the products are added to C, else C is overwritten; only the
+     * m x n tile is touched.  Accumulation in float32. */
     void (*gemm_f32)(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
                      int64_t ldc, int m, int n, bool acc);
     /* gemm_bf16: the same tile from bfloat16 operands in pairs along k:
      *   C[r][j] (+)= sum_p A[p][r][0] B[p][j][0] + A[p][r][1] B[p][j][1]
      * over kp >= 1 pairs, float32 accumulation.  a: kp rows of MR pairs (2*MR uint16);
-     * b: pair-row p at b + p*ldb (uint16 units), NR pairs (2*NR uint16, all readable).
+     * b: pair-row p at b + p*ldb (uint16 units), NR pairs (2*NR uint16, all readable;
+     * rows r >= m of a and columns j >= n of b may hold anything).
      * Subnormal bf16 inputs may count as zero (AVX512_BF16 does so). */
     void (*gemm_bf16)(int64_t kp, const uint16_t *a, const uint16_t *b, int64_t ldb, float *c,
                       int64_t ldc, int m, int n, bool acc);
@@ -105,6 +107,15 @@ typedef struct sd_kernels {
     void (*attn_block_f32)(const float *qt, int dh, const float *k, int64_t k_rs,
                            const float *v, int64_t v_rs, int nk, int causal, float *ot,
                            float *mx, float *sum, float *s);
+    /* The same block with bf16 products (softmax, state and accumulation in float32).
+     * With dh2 = dh and nk2 = nk rounded up to even: qp [dh2/2][NQ][2] the scaled queries
+     * in bf16 pairs along the feature; kb + j*kb_rs the dh2 bf16 features of key j; vp
+     * [nk2/2][dh][2] the values in bf16 pairs along the keys; the pad feature and the pad
+     * key are zero.  pp: scratch of nk2 * NQ uint16.  The output update multiplies the
+     * probabilities rounded to bf16; the normaliser adds them unrounded. */
+    void (*attn_block_bf16)(const uint16_t *qp, int dh, const uint16_t *kb, int64_t kb_rs,
+                            const uint16_t *vp, int nk, int causal, float *ot, float *mx,
+                            float *sum, float *s, uint16_t *pp);
 
     /* ---- machine peak (sd bench) ----
      * Run `iters` rounds of independent multiply-adds from registers (no memory traffic)

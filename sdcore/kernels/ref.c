@@ -224,6 +224,45 @@ static void sd_k_attn_block_f32__ref(const float *qt, int dh, const float *k, in
     }
 }
 
+static void sd_k_attn_block_bf16__ref(const uint16_t *qp, int dh, const uint16_t *kb,
+                                      int64_t kb_rs, const uint16_t *vp, int nk, int causal,
+                                      float *ot, float *mx, float *sum, float *s, uint16_t *pp)
+{
+    enum { NQ = SD_ATT_NQ };
+    (void)pp;
+    for (int q = 0; q < NQ; q++) {
+        float m = mx[q];
+        for (int j = 0; j < nk; j++) {
+            double d = 0;
+            for (int e = 0; e < dh; e++)
+                d += (double)sd_bf16_to_f32(qp[((e / 2) * NQ + q) * 2 + e % 2]) *
+                     sd_bf16_to_f32(kb[j * kb_rs + e]);
+            float sc = (int64_t)j > (int64_t)q + causal ? -INFINITY : (float)d;
+            s[j * NQ + q] = sc;
+            if (sc > m)
+                m = sc;
+        }
+        if (m == -INFINITY)
+            continue;
+        float alpha = mx[q] == -INFINITY ? 0.0f : (float)exp((double)(mx[q] - m));
+        double l = 0;
+        for (int j = 0; j < nk; j++) {
+            float p = (float)exp((double)(s[j * NQ + q] - m));
+            s[j * NQ + q] = p;
+            l += p;
+        }
+        for (int e = 0; e < dh; e++) {
+            double o = (double)ot[e * NQ + q] * alpha;
+            for (int j = 0; j < nk; j++)
+                o += (double)sd_bf16_to_f32(sd_f32_to_bf16(s[j * NQ + q])) *
+                     sd_bf16_to_f32(vp[((j / 2) * dh + e) * 2 + j % 2]);
+            ot[e * NQ + q] = (float)o;
+        }
+        sum[q] = (float)((double)sum[q] * alpha + l);
+        mx[q] = m;
+    }
+}
+
 /* ---- machine peak ------------------------------------------------------------------------ */
 
 static double sd_k_peak_fma_f32__ref(long iters)
@@ -263,6 +302,7 @@ void sd_kernels_fill_ref(sd_kernels *k)
     k->cvt_f32_bf16 = sd_k_cvt_f32_bf16__ref;
     k->pack_bf16_pairs = sd_k_pack_bf16_pairs__ref;
     k->attn_block_f32 = sd_k_attn_block_f32__ref;
+    k->attn_block_bf16 = sd_k_attn_block_bf16__ref;
     k->peak_fma_f32 = sd_k_peak_fma_f32__ref;
     k->peak_dot_bf16 = sd_k_peak_dot_bf16__ref;
     k->packed_f32 = false;

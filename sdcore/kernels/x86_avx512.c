@@ -7,6 +7,7 @@
 #include "internal/half.h"
 #include "internal/kernels.h"
 #include "kernels/approx.h"
+#include "kernels/x86_avx512_vec.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -33,30 +34,6 @@ static void sd_k_cvt_bf16_f32__avx512(const uint16_t *src, float *dst, size_t n)
 }
 
 /* ---- vector math ------------------------------------------------------------------------ */
-
-static inline __mmask16 tail_mask(size_t n)
-{
-    return (__mmask16)((1u << n) - 1u);
-}
-
-/* exp(x); vmaxps/vminps return their second operand for NaN, so NaN propagates. */
-static inline __m512 exp_ps(__m512 x)
-{
-    x = _mm512_max_ps(_mm512_set1_ps(SD_EXP_ARG_MIN), x);
-    x = _mm512_min_ps(_mm512_set1_ps(SD_EXP_ARG_MAX), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(SD_LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SD_LN2_HI), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SD_LN2_LO), r);
-    __m512 p = _mm512_set1_ps(SD_EXP_P6);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P5));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P0));
-    return _mm512_scalef_ps(p, n); /* p * 2^n, subnormal and overflow results exact */
-}
 
 /* x * sigmoid(t): with e = exp(-|t|) (never overflows), x / (1 + e) for t >= 0 and
  * x e / (1 + e) for t < 0 */
@@ -460,31 +437,9 @@ static void sd_k_attn_block_f32__avx512(const float *qt, int dh, const float *k,
 {
     enum { NQ = SD_ATT_NQ };
     att_scores(qt, dh, k, k_rs, nk, causal, s);
-    __m512 old0 = _mm512_loadu_ps(mx), old1 = _mm512_loadu_ps(mx + 16);
-    __m512 m0 = old0, m1 = old1;
-    for (int j = 0; j < nk; j++) {
-        m0 = _mm512_max_ps(m0, _mm512_loadu_ps(s + j * NQ));
-        m1 = _mm512_max_ps(m1, _mm512_loadu_ps(s + j * NQ + 16));
-    }
-    /* lanes with nothing visible yet subtract 0 instead of -inf (their scores are -inf) */
-    __m512 ninf = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
-    __m512 z0 = _mm512_mask_mov_ps(m0, _mm512_cmp_ps_mask(m0, ninf, _CMP_EQ_OQ), zero);
-    __m512 z1 = _mm512_mask_mov_ps(m1, _mm512_cmp_ps_mask(m1, ninf, _CMP_EQ_OQ), zero);
-    __m512 alpha0 = exp_ps(_mm512_sub_ps(old0, z0)), alpha1 = exp_ps(_mm512_sub_ps(old1, z1));
-    __m512 l0 = zero, l1 = zero;
-    for (int j = 0; j < nk; j++) {
-        __m512 p0 = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j * NQ), z0));
-        __m512 p1 = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j * NQ + 16), z1));
-        _mm512_storeu_ps(s + j * NQ, p0);
-        _mm512_storeu_ps(s + j * NQ + 16, p1);
-        l0 = _mm512_add_ps(l0, p0);
-        l1 = _mm512_add_ps(l1, p1);
-    }
+    __m512 alpha0, alpha1;
+    att_softmax(s, nk, mx, sum, &alpha0, &alpha1);
     att_update(s, nk, v, v_rs, dh, alpha0, alpha1, ot);
-    _mm512_storeu_ps(sum, _mm512_fmadd_ps(_mm512_loadu_ps(sum), alpha0, l0));
-    _mm512_storeu_ps(sum + 16, _mm512_fmadd_ps(_mm512_loadu_ps(sum + 16), alpha1, l1));
-    _mm512_storeu_ps(mx, m0);
-    _mm512_storeu_ps(mx + 16, m1);
 }
 
 /* ---- machine peak -------------------------------------------------------------------------- */
