@@ -26,6 +26,7 @@ extern const sd_cli_cmd sd_cli_cmd_encode_text;
 extern const sd_cli_cmd sd_cli_cmd_unet;
 extern const sd_cli_cmd sd_cli_cmd_make_random_model;
 extern const sd_cli_cmd sd_cli_cmd_bench;
+extern const sd_cli_cmd sd_cli_cmd_vae_decode, sd_cli_cmd_vae_encode, sd_cli_cmd_vae;
 
 static const sd_cli_cmd *const commands[] = {
     &cmd_sysinfo_entry,
@@ -35,6 +36,9 @@ static const sd_cli_cmd *const commands[] = {
     &sd_cli_cmd_unet,
     &sd_cli_cmd_make_random_model,
     &sd_cli_cmd_bench,
+    &sd_cli_cmd_vae_decode,
+    &sd_cli_cmd_vae_encode,
+    &sd_cli_cmd_vae,
 };
 
 int sd_cli_fail(const char *cmd, const char *fmt, ...)
