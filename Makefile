@@ -84,6 +84,13 @@ $(B)/models/%.safetensors: | $(B)/sd
 	$(Q)$(B)/sd make-random-model --arch $(word 1,$(subst -random-, ,$*)) \
 	  --dtype $(word 2,$(subst -random-, ,$*)) -o $@
 
+# bench: time the networks and whole runs on full-size random checkpoints (made once into
+#       $(B)/models/) with `sd bench`; prints the table and writes $(B)/bench.json.  Takes
+#       minutes: BENCH_ARGS="--only KEY,... --repeats N" narrows it (sd bench --list)
+BENCH_ARGS ?=
+bench: $(B)/sd $(B)/models/sd15-random-f16.safetensors $(B)/models/sd21-random-f16.safetensors
+	$(Q)$(B)/sd bench --models $(B)/models --json $(B)/bench.json $(BENCH_ARGS)
+
 # fuzz: build the libFuzzer targets tests/fuzz/fuzz_*.c with clang, ASan and UBSan into
 #       build-fuzz/ and run each for FUZZ_SECONDS (default 60) on its seed corpus; fails on
 #       any crash (reproducers land in build-fuzz/fuzz/artifacts/)
@@ -108,6 +115,6 @@ clean:
 help:
 	@grep -E '^# [a-z-]+:' Makefile | sed 's/^# /  /'
 
-.PHONY: all check asan random-models fuzz fuzz-build clean help
+.PHONY: all check asan random-models bench fuzz fuzz-build clean help
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -147,7 +147,8 @@ typedef struct pack_job {
     int64_t rows, cols, colsp; /* weight [rows][cols]; colsp: cols rounded up to even */
     int64_t panel_rows;        /* MR (A layouts) or NR (B layouts) */
     void *dst;
-    float *tmp;                /* per slot: panel_rows x cols floats */
+    float *tmp;                /* per slot: panel_rows x cols floats, panel_rows x colsp
+                                  uint16 */
 } pack_job;
 
 static size_t pack_bytes(int kind, int64_t rows, int64_t cols)
@@ -163,7 +164,8 @@ static void pack_item(void *arg, int64_t item, int slot)
 {
     const pack_job *j = arg;
     const int64_t pr = j->panel_rows, K = j->cols;
-    float *t = j->tmp + (size_t)slot * (size_t)(pr * K);
+    size_t tmp_bytes = (size_t)(pr * K) * sizeof(float) + (size_t)(pr * j->colsp) * 2;
+    float *t = (float *)((char *)j->tmp + (size_t)slot * ((tmp_bytes + 63) / 64 * 64));
     int64_t r0 = item * pr, n = SD_MIN(pr, j->rows - r0);
     weight_rows(j->k, j->w, K, r0, n, t);
     memset(t + n * K, 0, (size_t)((pr - n) * K) * sizeof(float));
@@ -174,15 +176,18 @@ static void pack_item(void *arg, int64_t item, int slot)
                 d[kk * pr + r] = t[r * K + kk];
         return;
     }
-    /* bf16: pairs along k; a row's pair (k, k+1) is adjacent in the source row */
-    uint16_t *d = (uint16_t *)j->dst + item * pr * j->colsp;
-    for (int64_t p = 0; 2 * p < K; p++)
-        for (int64_t r = 0; r < pr; r++) {
-            const float *src = t + r * K + 2 * p;
-            uint16_t pair[2] = {sd_f32_to_bf16(src[0]),
-                                2 * p + 1 < K ? sd_f32_to_bf16(src[1]) : 0};
-            memcpy(d + (p * pr + r) * 2, pair, sizeof pair);
-        }
+    /* bf16: each row rounded whole (its pair (k, k+1) is then one 32-bit unit), then the
+     * units of the panel's rows interleaved */
+    uint16_t *rb = (uint16_t *)(t + pr * K), *d = (uint16_t *)j->dst + item * pr * j->colsp;
+    const int64_t kp = j->colsp / 2;
+    for (int64_t r = 0; r < pr; r++) {
+        j->k->cvt_f32_bf16(t + r * K, rb + r * j->colsp, (size_t)K);
+        if (j->colsp > K)
+            rb[r * j->colsp + K] = 0;
+    }
+    for (int64_t p = 0; p < kp; p++)
+        for (int64_t r = 0; r < pr; r++)
+            memcpy(d + (p * pr + r) * 2, rb + r * j->colsp + 2 * p, 2 * sizeof(uint16_t));
 }
 
 /* A packed weight, from the model's cache or packed now into owned scratch. */
@@ -216,8 +221,11 @@ static sd_status get_packed(sd_ctx *ctx, const sd_tensor *w, int kind, int64_t r
     pack_job j = {.k = ctx->kern, .w = w, .kind = kind, .rows = rows, .cols = cols,
                   .colsp = round_up(cols, 2), .panel_rows = a ? MR : NR, .dst = dst};
     int64_t panels = ceil_div(rows, j.panel_rows);
-    st = slot_scratch(sd_par_slots(ctx, panels), (size_t)(j.panel_rows * cols) * sizeof(float),
-                      (void **)&j.tmp, err);
+    /* per slot: the panel's rows as float32, then (bf16) as bf16 rows of colsp */
+    size_t tmp_bytes = (size_t)(j.panel_rows * cols) * sizeof(float) +
+                       (size_t)(j.panel_rows * j.colsp) * sizeof(uint16_t);
+    st = slot_scratch(sd_par_slots(ctx, panels), (tmp_bytes + 63) / 64 * 64, (void **)&j.tmp,
+                      err);
     if (st == SD_OK)
         sd_par_run(ctx, panels, pack_item, &j);
     sd_free(j.tmp);
