@@ -411,6 +411,45 @@ static void im2col(const conv_job *j, const float *x, int64_t k0, int64_t nk, in
     }
 }
 
+/* The valid source span of im2col row r over an output-row run: positions [*lo, *hi) of
+ * the run (ox0 .. ox0 + run) read x[c][iy][ix0 + i] (stride 1); *src points at i = *lo. */
+static void row_span(const conv_job *j, const float *x, int64_t r, int oy, int ox0, int run,
+                     const float **src, int *lo, int *hi)
+{
+    int kx = (int)(r % j->kw), ky = (int)(r / j->kw % j->kh), c = (int)(r / j->kw / j->kh);
+    int iy = oy - j->p.pad_top + ky, ix0 = ox0 - j->p.pad_left + kx;
+    if (iy < 0 || iy >= j->H) {
+        *lo = *hi = 0;
+        *src = x;
+        return;
+    }
+    *lo = SD_MIN(run, SD_MAX(0, -ix0));
+    *hi = SD_MAX(*lo, SD_MIN(run, j->W - ix0));
+    *src = *hi > *lo ? x + ((int64_t)c * j->H + iy) * j->W + ix0 + *lo : x;
+}
+
+/* bf16 pair rows of the im2col matrix straight from x, for stride-1 convolutions: pair-row
+ * p of dst (row stride 2 * ld uint16) holds rows k0 + 2p and k0 + 2p + 1 (the second zero
+ * past nk) for positions [p0, p0 + np), padding zeros included. */
+static void im2col_pairs(const conv_job *j, const float *x, int64_t k0, int64_t nk,
+                         int64_t p0, int64_t np, uint16_t *dst, int64_t ld)
+{
+    for (int64_t p = 0; 2 * p < nk; p++) {
+        uint16_t *row = dst + p * 2 * ld;
+        for (int64_t q = 0; q < np;) {
+            int oy = (int)((p0 + q) / j->Wo), ox = (int)((p0 + q) % j->Wo);
+            int run = (int)SD_MIN(j->Wo - ox, np - q);
+            const float *sa, *sb = x;
+            int la, ha, lb = 0, hb = 0;
+            row_span(j, x, k0 + 2 * p, oy, ox, run, &sa, &la, &ha);
+            if (2 * p + 1 < nk)
+                row_span(j, x, k0 + 2 * p + 1, oy, ox, run, &sb, &lb, &hb);
+            j->k->pack_bf16_pairs_span(sa, la, ha, sb, lb, hb, row + q * 2, (size_t)run);
+            q += run;
+        }
+    }
+}
+
 static void conv_item(void *arg, int64_t item, int slot)
 {
     const conv_job *j = arg;
@@ -429,17 +468,21 @@ static void conv_item(void *arg, int64_t item, int slot)
         bool acc = k0 > 0;
         const float *b = xn + k0 * j->P + p0; /* direct: row k of x is channel k */
         int64_t ldb = j->P;
-        if (!j->direct) {
+        bool pairs_from_x = j->bf16 && !j->direct && j->p.stride == 1;
+        if (!j->direct && !pairs_from_x) {
             im2col(j, xn, k0, nk, p0, np, col, np);
             b = col;
             ldb = np;
         }
         if (j->bf16) {
             int64_t npair = ceil_div(nk, 2);
-            for (int64_t pr = 0; pr < npair; pr++)
-                j->k->pack_bf16_pairs(b + 2 * pr * ldb,
-                                      2 * pr + 1 < nk ? b + (2 * pr + 1) * ldb : NULL,
-                                      colb + pr * 2 * ldb16, (size_t)np);
+            if (pairs_from_x)
+                im2col_pairs(j, xn, k0, nk, p0, np, colb, ldb16);
+            else
+                for (int64_t pr = 0; pr < npair; pr++)
+                    j->k->pack_bf16_pairs(b + 2 * pr * ldb,
+                                          2 * pr + 1 < nk ? b + (2 * pr + 1) * ldb : NULL,
+                                          colb + pr * 2 * ldb16, (size_t)np);
             const uint16_t *wa = (const uint16_t *)j->wp + o0 * j->CKp + k0 * MR;
             for (int64_t q = 0; q < np; q += NR)
                 for (int64_t i = 0; i < no; i += MR)
@@ -494,7 +537,8 @@ sd_status sd_packed_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int
         j.n_pt = ceil_div(j.P, j.pt);
     }
     int64_t items = (int64_t)N * j.n_pt * j.n_ob;
-    j.col_floats = j.direct ? 0 : (size_t)(j.kc * j.pt);
+    /* fp32 im2col rows, unless x is read in place or straight into bf16 pairs */
+    j.col_floats = j.direct || (j.bf16 && p->stride == 1) ? 0 : (size_t)(j.kc * j.pt);
     size_t colb = j.bf16 ? (size_t)(ceil_div(j.kc, 2) * 2 * round_up(j.pt, NR)) : 0;
     j.slot_bytes = (size_t)round_up((int64_t)(j.col_floats * sizeof(float) +
                                               colb * sizeof(uint16_t)), 64);

@@ -540,6 +540,39 @@ static void test_bf16_pack(const sd_kernels *k, const sd_kernels *r)
     }
     report("cvt_f32_bf16", k, &vc);
     report("pack_bf16_pairs", k, &vp);
+
+    /* spans: every placement of the valid part, including empty and whole; the elements
+     * outside the spans are NaN, so reading one shows */
+    verdict vs = {0};
+    static float row0[MAXN], row1[MAXN];
+    for (size_t si = 0; si < 80; si++) {
+        size_t n = size_at(si);
+        for (int t = 0; t < 12; t++) {
+            int lo0 = (int)(rnd() % (n + 1)), hi0 = lo0 + (int)(rnd() % (n - lo0 + 1));
+            int lo1 = t % 3 ? (int)(rnd() % (n + 1)) : 0;
+            int hi1 = t % 3 ? lo1 + (int)(rnd() % (n - lo1 + 1)) : (int)n;
+            fill(row0, n, -3, 3, false);
+            fill(row1, n, -3, 3, false);
+            for (size_t i = 0; i < n; i++) {
+                if ((int)i < lo0 || (int)i >= hi0)
+                    row0[i] = NAN;
+                if ((int)i < lo1 || (int)i >= hi1)
+                    row1[i] = NAN;
+            }
+            for (size_t i = 0; i < 2 * n + 2 * GUARD; i++)
+                got[i] = 0xdead;
+            r->pack_bf16_pairs_span(row0 + lo0, lo0, hi0, row1 + lo1, lo1, hi1, want, n);
+            k->pack_bf16_pairs_span(row0 + lo0, lo0, hi0, row1 + lo1, lo1, hi1, got + GUARD,
+                                    n);
+            vs.calls++;
+            for (size_t i = 0; i < 2 * n; i++)
+                note(&vs, got[GUARD + i] == want[i] && !isnan(sd_bf16_to_f32(want[i])) ? 0 : 1,
+                     0, "span pairs", n, i, sd_bf16_to_f32(got[GUARD + i]),
+                     sd_bf16_to_f32(want[i]));
+            vs.guard_broken |= got[GUARD - 1] != 0xdead || got[GUARD + 2 * n] != 0xdead;
+        }
+    }
+    report("pack_bf16_pairs_span", k, &vs);
 }
 
 /* ---- flash attention block ------------------------------------------------------------------ */

@@ -31,7 +31,7 @@ typedef struct bench_fig {
 
 typedef struct bench_env {
     const char *models;     /* folder of the random checkpoints */
-    const char *sd_exe;     /* this executable, for the whole-process figures */
+    const char *taesd;      /* a TAESD decoder file (the real one is small: the tests' copy) */
     int threads;            /* 0 = all cores */
     int repeats;
 } bench_env;
@@ -48,7 +48,8 @@ typedef struct bench_result {
     char kernel[64];
 } bench_result;
 
-/* Path of the random checkpoint `stem` under env->models into buf. */
+/* Path of the model of `stem` into buf: the random checkpoint under env->models, or
+ * env->taesd for "taesd". */
 void bench_model_path(const bench_env *env, const char *stem, char *buf, size_t cap);
 
 /* Run figure f in this (child) process and fill *r; never exits. */

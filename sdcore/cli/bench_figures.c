@@ -6,8 +6,10 @@
 #include "cli/bench.h"
 #include "internal/ctx.h"
 #include "internal/pack.h"
+#include "internal/taesd.h"
 #include "internal/text_encoder.h"
 #include "internal/unet.h"
+#include "internal/vae.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +19,10 @@
 
 void bench_model_path(const bench_env *env, const char *stem, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s/%s-random-f16.safetensors", env->models, stem);
+    if (!strcmp(stem, "taesd"))
+        snprintf(buf, cap, "%s", env->taesd);
+    else
+        snprintf(buf, cap, "%s/%s-random-f16.safetensors", env->models, stem);
 }
 
 static double now(void)
@@ -170,26 +175,58 @@ static void run_unet(sd_ctx *ctx, const sd_model *m, const bench_fig *f, int rep
     sd_unet_free(u);
 }
 
+/* ---- VAE and TAESD -------------------------------------------------------------------------- */
+
+typedef struct ae_run {
+    sd_ctx *ctx;
+    const sd_model *m;
+    bench_kind kind;
+    int h;                   /* latent side */
+    float *lat, *img, *logvar;
+} ae_run;
+
+static sd_status ae_call(void *arg, sd_error *err)
+{
+    ae_run *a = arg;
+    int H = 8 * a->h;
+    switch (a->kind) {
+    case BENCH_VAE_DECODE:
+        return sd_vae_decode(a->ctx, a->m, a->lat, a->h, a->h, NULL, a->img, err);
+    case BENCH_VAE_ENCODE:
+        return sd_vae_encode(a->ctx, a->m, a->img, H, H, NULL, a->lat, a->logvar, err);
+    default:
+        return sd_taesd_decode(a->ctx, a->m, a->lat, a->h, a->h, a->img, err);
+    }
+}
+
+static void run_autoencoder(sd_ctx *ctx, const sd_model *m, const bench_fig *f, int repeats,
+                            bench_result *r)
+{
+    int h = f->size / 8;
+    size_t nl = (size_t)4 * h * h, ni = (size_t)3 * f->size * f->size;
+    ae_run a = {.ctx = ctx, .m = m, .kind = f->kind, .h = h, .lat = malloc(nl * sizeof(float)),
+                .img = malloc(ni * sizeof(float)), .logvar = malloc(nl * sizeof(float))};
+    if (!a.lat || !a.img || !a.logvar) {
+        fail(r, 1, "out of memory");
+    } else {
+        fill_random(a.lat, nl, -3.0f, 3.0f, 3);
+        fill_random(a.img, ni, f->kind == BENCH_VAE_ENCODE ? -1.0f : 0.0f, 1.0f, 4);
+        time_runs(ctx, repeats, ae_call, &a, r);
+    }
+    free(a.lat);
+    free(a.img);
+    free(a.logvar);
+}
+
 /* ---- entry -------------------------------------------------------------------------------- */
 
 void bench_run(const bench_fig *f, const bench_env *env, bench_result *r)
 {
     memset(r, 0, sizeof *r);
     int repeats = f->repeats ? f->repeats : env->repeats;
-    switch (f->kind) {
-    case BENCH_VAE_DECODE:
-    case BENCH_VAE_ENCODE:
-        fail(r, 2, "no VAE network in this build (branch 'vae' not merged yet)");
+    if (f->kind == BENCH_TXT2IMG) {
+        fail(r, 2, "no sd_generate in this build (branch 'pipeline' not merged yet)");
         return;
-    case BENCH_TAESD_DECODE:
-        fail(r, 2, "no TAESD network in this build (branch 'vae' not merged yet)");
-        return;
-    case BENCH_TXT2IMG:
-        fail(r, 2, "no sd txt2img in this build (branch 'pipeline' not merged yet)");
-        return;
-    case BENCH_TEXT:
-    case BENCH_UNET:
-        break;
     }
     char path[1024];
     bench_model_path(env, f->model, path, sizeof path);
@@ -205,8 +242,10 @@ void bench_run(const bench_fig *f, const bench_env *env, bench_result *r)
         snprintf(r->kernel, sizeof r->kernel, "%s", sd_ctx_matmul_name(ctx));
         if (f->kind == BENCH_TEXT)
             run_text(ctx, m, f, repeats, r);
-        else
+        else if (f->kind == BENCH_UNET)
             run_unet(ctx, m, f, repeats, r);
+        else
+            run_autoencoder(ctx, m, f, repeats, r);
     }
     sd_model_free(m);
     sd_ctx_free(ctx);

@@ -95,6 +95,12 @@ typedef struct sd_kernels {
      * dst[2i] = bf16(r0[i]), dst[2i+1] = bf16(r1[i]) (0 when r1 is NULL), i < n.
      * Subnormal inputs may become zero. */
     void (*pack_bf16_pairs)(const float *r0, const float *r1, uint16_t *dst, size_t n);
+    /* The same with the rows valid only on spans (an im2col row run with zero padding):
+     * dst[2i] = bf16(r0[i - lo0]) for lo0 <= i < hi0, else 0; dst[2i+1] likewise from r1
+     * on [lo1, hi1); i < n.  r0 and r1 point at the first valid element and only the valid
+     * elements are read (an empty span reads nothing; its pointer may be anything). */
+    void (*pack_bf16_pairs_span)(const float *r0, int lo0, int hi0, const float *r1, int lo1,
+                                 int hi1, uint16_t *dst, size_t n);
 
     /* ---- flash attention ----
      * One key block of an online-softmax attention for SD_ATT_NQ queries held on the

@@ -185,6 +185,16 @@ static void sd_k_pack_bf16_pairs__ref(const float *r0, const float *r1, uint16_t
     }
 }
 
+static void sd_k_pack_bf16_pairs_span__ref(const float *r0, int lo0, int hi0, const float *r1,
+                                           int lo1, int hi1, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)i;
+        dst[2 * i] = k >= lo0 && k < hi0 ? sd_f32_to_bf16(r0[k - lo0]) : 0;
+        dst[2 * i + 1] = k >= lo1 && k < hi1 ? sd_f32_to_bf16(r1[k - lo1]) : 0;
+    }
+}
+
 /* ---- flash attention ------------------------------------------------------------------------ */
 
 static void sd_k_attn_block_f32__ref(const float *qt, int dh, const float *k, int64_t k_rs,
@@ -301,6 +311,7 @@ void sd_kernels_fill_ref(sd_kernels *k)
     k->gemm_bf16 = sd_k_gemm_bf16__ref;
     k->cvt_f32_bf16 = sd_k_cvt_f32_bf16__ref;
     k->pack_bf16_pairs = sd_k_pack_bf16_pairs__ref;
+    k->pack_bf16_pairs_span = sd_k_pack_bf16_pairs_span__ref;
     k->attn_block_f32 = sd_k_attn_block_f32__ref;
     k->attn_block_bf16 = sd_k_attn_block_bf16__ref;
     k->peak_fma_f32 = sd_k_peak_fma_f32__ref;

@@ -209,6 +209,40 @@ static void sd_k_attn_block_bf16__avx512bf16(const uint16_t *qp, int dh, const u
     att_update_bf16(pp, nk, vp, dh, alpha0, alpha1, ot);
 }
 
+/* lanes l of the block starting at i with lo <= i + l < hi */
+static inline __mmask16 span_mask(int i, int lo, int hi)
+{
+    int a = SD_MAX(lo - i, 0), b = SD_MIN(hi - i, 16);
+    return b <= a ? 0 : (__mmask16)(((1u << b) - 1u) & ~((1u << a) - 1u));
+}
+
+/* A masked load of 16 floats whose lane l is element i + l - lo of r (a pointer to element
+ * lo of a span): the address is formed as an integer, since lanes before the span are
+ * masked off and AVX-512 does not touch masked-off lanes. */
+static inline __m512 span_load(const float *r, int i, int lo, __mmask16 k)
+{
+    if (!k)
+        return _mm512_setzero_ps();
+    uintptr_t a = (uintptr_t)r + (uintptr_t)((intptr_t)(i - lo) * (intptr_t)sizeof(float));
+    return _mm512_maskz_loadu_ps(k, (const void *)a);
+}
+
+static void sd_k_pack_bf16_pairs_span__avx512bf16(const float *r0, int lo0, int hi0,
+                                                  const float *r1, int lo1, int hi1,
+                                                  uint16_t *dst, size_t n)
+{
+    __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
+                                   8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int i = 0; i < (int)n; i += 16) {
+        int left = SD_MIN(16, (int)n - i);
+        __m512 x0 = span_load(r0, i, lo0, span_mask(i, lo0, hi0));
+        __m512 x1 = span_load(r1, i, lo1, span_mask(i, lo1, hi1));
+        __m512i pairs = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+        __mmask32 kk = left >= 16 ? 0xFFFFFFFFu : (__mmask32)((1u << (2 * left)) - 1u);
+        _mm512_mask_storeu_epi16(dst + 2 * i, kk, pairs);
+    }
+}
+
 /* ---- machine peak -------------------------------------------------------------------------- */
 
 static double sd_k_peak_dot_bf16__avx512bf16(long iters)
@@ -237,6 +271,7 @@ void sd_kernels_fill_avx512bf16(sd_kernels *k)
     k->gemm_bf16 = sd_k_gemm_bf16__avx512bf16;
     k->cvt_f32_bf16 = sd_k_cvt_f32_bf16__avx512bf16;
     k->pack_bf16_pairs = sd_k_pack_bf16_pairs__avx512bf16;
+    k->pack_bf16_pairs_span = sd_k_pack_bf16_pairs_span__avx512bf16;
     k->attn_block_bf16 = sd_k_attn_block_bf16__avx512bf16;
     k->peak_dot_bf16 = sd_k_peak_dot_bf16__avx512bf16;
     k->native_bf16 = true;
