@@ -913,6 +913,15 @@ int main(void)
     test_conv((conv_case){2, 64, 9, 9, 40, 3, 3, 2, 0, 0, 1, 1, SD_DTYPE_F32, true}, 0, false);
     test_conv((conv_case){1, 600, 6, 5, 20, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_F32, true}, 0, false);
     test_conv((conv_case){2, 600, 6, 5, 20, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_BF16, true}, 0, false);
+    /* at least 16 channels in and out, so the bf16 contexts multiply in bf16 (fewer stay
+     * float32): padding edges of every kind, odd sizes, odd reduction lengths, kernels
+     * wider than tall */
+    test_conv((conv_case){1, 17, 9, 7, 19, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
+    test_conv((conv_case){2, 16, 5, 6, 16, 1, 3, 1, 0, 1, 0, 1, SD_DTYPE_F32, true}, 0, false);
+    test_conv((conv_case){1, 33, 11, 13, 24, 3, 3, 1, 0, 0, 0, 0, SD_DTYPE_BF16, true}, 0,
+              false);
+    test_conv((conv_case){1, 19, 6, 5, 17, 4, 2, 1, 2, 0, 1, 3, SD_DTYPE_F32, false}, 0, false);
+    test_conv((conv_case){1, 16, 40, 3, 16, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
     /* a layer whose whole im2col would be 36 MiB: bounded scratch, sampled outputs */
     test_conv((conv_case){1, 64, 128, 128, 64, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 300,
               true);

@@ -16,8 +16,12 @@ typedef enum bench_kind {
     BENCH_VAE_DECODE,  /* VAE decoder, latents -> size x size */
     BENCH_VAE_ENCODE,  /* VAE encoder, size x size -> latents */
     BENCH_TAESD_DECODE,
-    BENCH_TXT2IMG,     /* a whole `sd txt2img` process */
+    BENCH_TXT2IMG,     /* a whole txt2img generation (load, text, steps, decode) */
+    BENCH_UNET_ERROR,  /* one UNet evaluation in bf16 against the same in float32 */
 } bench_kind;
+
+/* The bf16 precision mode's bound on a UNet output's relative L2 error (issue 7). */
+#define BENCH_BF16_REL_L2_MAX 1e-2
 
 typedef struct bench_fig {
     const char *key;        /* the bench.json name */
@@ -45,6 +49,8 @@ typedef struct bench_result {
     double first_wall;      /* the warm-up run, which also packs the weights */
     double gflop;           /* floating-point work of one run, 1e9 operations */
     double pack_mb;         /* packed weights held after the runs */
+    double rel_l2;          /* BENCH_UNET_ERROR: bf16 vs float32 output; wall[0] / wall[1]
+                               are the float32 / bf16 evaluation times */
     char kernel[64];
 } bench_result;
 

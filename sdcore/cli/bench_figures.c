@@ -11,6 +11,7 @@
 #include "internal/unet.h"
 #include "internal/vae.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,9 +130,9 @@ static void run_text(sd_ctx *ctx, const sd_model *m, const bench_fig *f, int rep
 
 typedef struct unet_run {
     sd_ctx *ctx;
-    const sd_unet *u;
-    sd_unet_args a;
-    float *out;
+    sd_unet *u;
+    sd_unet_args a;           /* points at x, c, t */
+    float *x, *c, *t, *out;   /* owned */
 } unet_run;
 
 static sd_status unet_call(void *arg, sd_error *err)
@@ -140,39 +141,103 @@ static sd_status unet_call(void *arg, sd_error *err)
     return sd_unet_forward(u->ctx, u->u, &u->a, u->out, err);
 }
 
+/* The UNet of m with deterministic inputs for batch B at image size `size`: u->a, u->out
+ * allocated (free with unet_done).  Returns false (r failed) on error. */
+static bool unet_setup(sd_ctx *ctx, const sd_model *m, int B, int size, unet_run *u,
+                       size_t *n_out, bench_result *r)
+{
+    sd_error err = {0};
+    sd_unet *net = NULL;
+    memset(u, 0, sizeof *u);
+    if (sd_unet_new(m, &net, &err) != SD_OK) {
+        fail(r, 1, err.msg);
+        return false;
+    }
+    sd_unet_info info;
+    sd_unet_get_info(net, &info);
+    int h = size / 8, L = SD_TEXT_WINDOW;
+    size_t nx = (size_t)B * (size_t)info.in_channels * (size_t)(h * h);
+    size_t nc = (size_t)B * L * (size_t)info.context_dim;
+    *n_out = (size_t)B * (size_t)info.out_channels * (size_t)(h * h);
+    float *x = malloc(nx * sizeof *x), *c = malloc(nc * sizeof *c);
+    float *t = malloc((size_t)B * sizeof *t);
+    *u = (unet_run){.ctx = ctx, .u = net, .x = x, .c = c, .t = t,
+                    .out = malloc(*n_out * sizeof(float)),
+                    .a = {.batch = B, .height = h, .width = h, .x = x, .timesteps = t,
+                          .context = c, .ctx_len = L}};
+    if (!x || !c || !t || !u->out) {
+        fail(r, 1, "out of memory");
+        return false;
+    }
+    fill_random(x, nx, -1.5f, 1.5f, 1);
+    fill_random(c, nc, -1.0f, 1.0f, 2);
+    for (int b = 0; b < B; b++)
+        t[b] = 500.0f;
+    return true;
+}
+
+static void unet_done(unet_run *u)
+{
+    free(u->x);
+    free(u->c);
+    free(u->t);
+    free(u->out);
+    sd_unet_free(u->u);
+}
+
 static void run_unet(sd_ctx *ctx, const sd_model *m, const bench_fig *f, int repeats,
                      bench_result *r)
 {
-    sd_error err = {0};
-    sd_unet *u = NULL;
-    if (sd_unet_new(m, &u, &err) != SD_OK) {
-        fail(r, 1, err.msg);
-        return;
-    }
-    sd_unet_info info;
-    sd_unet_get_info(u, &info);
-    int B = f->batch, h = f->size / 8, L = SD_TEXT_WINDOW;
-    size_t nx = (size_t)B * (size_t)info.in_channels * (size_t)(h * h);
-    size_t nc = (size_t)B * L * (size_t)info.context_dim;
-    float *x = malloc(nx * sizeof *x), *c = malloc(nc * sizeof *c);
-    float *out = malloc((size_t)B * (size_t)info.out_channels * (size_t)(h * h) * sizeof *out);
-    float t[BENCH_MAX_RUNS];
-    if (!x || !c || !out || B > BENCH_MAX_RUNS) {
-        fail(r, 1, "out of memory");
-    } else {
-        fill_random(x, nx, -1.5f, 1.5f, 1);
-        fill_random(c, nc, -1.0f, 1.0f, 2);
-        for (int b = 0; b < B; b++)
-            t[b] = 500.0f;
-        unet_run ur = {.ctx = ctx, .u = u, .out = out,
-                       .a = {.batch = B, .height = h, .width = h, .x = x, .timesteps = t,
-                             .context = c, .ctx_len = L}};
+    unet_run ur;
+    size_t n;
+    if (unet_setup(ctx, m, f->batch, f->size, &ur, &n, r))
         time_runs(ctx, repeats, unet_call, &ur, r);
+    unet_done(&ur);
+}
+
+/* One evaluation in float32 and one in bf16, each with its own ctx and model load (so only
+ * one set of packed weights is alive at a time); r->rel_l2 compares the outputs. */
+static void run_unet_error(const char *path, const bench_env *env, const bench_fig *f,
+                           bench_result *r)
+{
+    float *out[2] = {NULL, NULL};
+    size_t n = 0;
+    for (int i = 0; i < 2 && r->status == 0; i++) {
+        sd_error err = {0};
+        sd_ctx_params cp = sd_ctx_params_default();
+        cp.n_threads = env->threads;
+        cp.precision = i == 0 ? SD_PRECISION_FP32 : SD_PRECISION_BF16;
+        sd_ctx *ctx = NULL;
+        sd_model *m = NULL;
+        unet_run ur = {0};
+        if (sd_ctx_new(&cp, &ctx, &err) != SD_OK || sd_model_load(ctx, path, &m, &err) != SD_OK)
+            fail(r, 1, err.msg);
+        else if (unet_setup(ctx, m, f->batch, f->size, &ur, &n, r)) {
+            double t0 = now();
+            if (unet_call(&ur, &err) != SD_OK)
+                fail(r, 1, err.msg);
+            r->wall[i] = now() - t0;
+            r->gflop = (double)ctx->flops * 1e-9;
+            out[i] = ur.out;
+            ur.out = NULL;
+            if (i == 1)
+                snprintf(r->kernel, sizeof r->kernel, "%s", sd_ctx_matmul_name(ctx));
+        }
+        unet_done(&ur);
+        sd_model_free(m);
+        sd_ctx_free(ctx);
     }
-    free(x);
-    free(c);
-    free(out);
-    sd_unet_free(u);
+    if (r->status == 0) {
+        double d = 0, s = 0;
+        for (size_t k = 0; k < n; k++) {
+            d += ((double)out[1][k] - out[0][k]) * ((double)out[1][k] - out[0][k]);
+            s += (double)out[0][k] * out[0][k];
+        }
+        r->rel_l2 = s > 0 ? sqrt(d / s) : sqrt(d);
+        r->runs = 2;
+    }
+    free(out[0]);
+    free(out[1]);
 }
 
 /* ---- VAE and TAESD -------------------------------------------------------------------------- */
@@ -230,6 +295,10 @@ void bench_run(const bench_fig *f, const bench_env *env, bench_result *r)
     }
     char path[1024];
     bench_model_path(env, f->model, path, sizeof path);
+    if (f->kind == BENCH_UNET_ERROR) {
+        run_unet_error(path, env, f, r);
+        return;
+    }
     sd_error err = {0};
     sd_ctx_params cp = sd_ctx_params_default();
     cp.n_threads = env->threads;

@@ -42,6 +42,7 @@ static const bench_fig figures[] = {
     {"vae_decode_512", BENCH_VAE_DECODE, "sd15", 1, 512, 0, false, false, 0},
     {"vae_encode_512", BENCH_VAE_ENCODE, "sd15", 1, 512, 0, false, false, 0},
     {"taesd_decode_512", BENCH_TAESD_DECODE, "taesd", 1, 512, 0, false, false, 0},
+    {"bf16_error_unet_sd15_256_b1", BENCH_UNET_ERROR, "sd15", 1, 256, 0, false, false, 1},
     {"txt2img_sd21_512_1step_taesd", BENCH_TXT2IMG, "sd21", 1, 512, 1, false, true, 1},
     {"txt2img_sd15_512_20steps", BENCH_TXT2IMG, "sd15", 1, 512, 20, false, false, 1},
 };
@@ -301,6 +302,18 @@ static int run(int argc, char **argv)
             } else {
                 failed++;
             }
+            continue;
+        }
+        if (f->kind == BENCH_UNET_ERROR) {
+            bool ok = r.rel_l2 <= BENCH_BF16_REL_L2_MAX;
+            printf("%-28s bf16 vs fp32 relative L2 %.2e (bound %.0e): %s   (fp32 %.2f s, "
+                   "bf16 %.2f s, %.1f GFLOP each)\n", f->key, r.rel_l2, BENCH_BF16_REL_L2_MAX,
+                   ok ? "ok" : "FAILED", r.wall[0], r.wall[1], r.gflop);
+            failed += !ok;
+            if (js)
+                fprintf(js, ",\n  \"%s\": {\"rel_l2\": %.3e, \"bound\": %.0e, "
+                        "\"fp32_seconds\": %.3f, \"bf16_seconds\": %.3f, \"kernel\": \"%s\"}",
+                        f->key, r.rel_l2, BENCH_BF16_REL_L2_MAX, r.wall[0], r.wall[1], r.kernel);
             continue;
         }
         double wall = median(r.wall, r.runs), cpu = median(r.cpu, r.runs);
