@@ -196,6 +196,7 @@ static void fill_info(sd_model *m)
             in->dtype = (sd_dtype)t;
     in->n_tensors = (int64_t)m->n;
     in->prediction = m->hp.prediction;
+    in->variant = m->hp.variant;
     in->vae_scaling_factor = m->hp.vae_scaling_factor;
 }
 
@@ -395,6 +396,23 @@ static sd_status dir_configs(sd_model *m, const char *dir, sd_error *err)
 
 /* ---- public ------------------------------------------------------------------------------- */
 
+/* The variant a file or folder name suggests ("sd_turbo.safetensors", "lcm-dreamshaper"). */
+static sd_variant variant_from_name(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base && base[1] ? base + 1 : path;
+    char low[256];
+    size_t n = 0;
+    for (; base[n] && n + 1 < sizeof low; n++)
+        low[n] = (char)(base[n] >= 'A' && base[n] <= 'Z' ? base[n] + 32 : base[n]);
+    low[n] = 0;
+    if (strstr(low, "turbo"))
+        return SD_VARIANT_TURBO;
+    if (strstr(low, "lcm"))
+        return SD_VARIANT_LCM;
+    return SD_VARIANT_BASE;
+}
+
 static sd_status load(sd_model *m, const char *path, sd_error *err)
 {
     builder b = {.m = m};
@@ -413,6 +431,7 @@ static sd_status load(sd_model *m, const char *path, sd_error *err)
     if ((st = sd_model_detect_family(m, path, err)) != SD_OK)
         return st;
     sd_model_default_hparams(m);
+    m->hp.variant = variant_from_name(path);
     if (dir)
         st = dir_configs(m, path, err);
     else if (sidecar[0])

@@ -8,7 +8,9 @@
  *     "text_encoder": { "num_attention_heads": 12, "hidden_act": "quick_gelu" | "gelu",
  *                       "layer_norm_eps": 1e-05 },
  *     "vae":          { "scaling_factor": 0.18215 },
- *     "scheduler":    { "prediction_type": "epsilon" | "v_prediction" },
+ *     "scheduler":    { "prediction_type": "epsilon" | "v_prediction",
+ *                       "_class_name": "LCMScheduler" (-> LCM variant),
+ *                       "timestep_spacing": "trailing" (-> SD-Turbo variant) },
  *     "tokenizer":    { "pad_token": "<|endoftext|>" | "!" } }
  *
  * Other keys of these objects are ignored (configs hold many); keys starting with '_' are
@@ -152,10 +154,11 @@ static sd_status apply_text(sd_model_hparams *hp, const sd_json *cfg, const char
     }
     const sd_json *eps = sd_json_get(cfg, "layer_norm_eps");
     if (present(eps)) {
-        double e = sd_json_num(eps, -1);
+        /* checked as the float it is used as: 1e-50 would become 0 */
+        float e = (float)sd_json_num(eps, -1);
         if (eps->type != SD_JSON_NUMBER || !(e > 0 && e < 1))
             return BAD("%s: text_encoder.layer_norm_eps must be a number in (0, 1)", what);
-        hp->text_eps = (float)e;
+        hp->text_eps = e;
     }
     return SD_OK;
 }
@@ -165,10 +168,11 @@ static sd_status apply_vae(sd_model_hparams *hp, const sd_json *cfg, const char 
 {
     const sd_json *s = sd_json_get(cfg, "scaling_factor");
     if (present(s)) {
-        double v = sd_json_num(s, -1);
-        if (s->type != SD_JSON_NUMBER || !(v > 0 && v < 1e6))
-            return BAD("%s: vae.scaling_factor must be a positive number", what);
-        hp->vae_scaling_factor = (float)v;
+        /* checked as the float it is used as (latents are divided by it) */
+        float v = (float)sd_json_num(s, -1);
+        if (s->type != SD_JSON_NUMBER || !(v >= 1e-6f && v < 1e6f))
+            return BAD("%s: vae.scaling_factor must be a number in [1e-6, 1e6)", what);
+        hp->vae_scaling_factor = v;
     }
     return SD_OK;
 }
@@ -176,6 +180,12 @@ static sd_status apply_vae(sd_model_hparams *hp, const sd_json *cfg, const char 
 static sd_status apply_scheduler(sd_model_hparams *hp, const sd_json *cfg, const char *what,
                                  sd_error *err)
 {
+    const char *cls = sd_json_str(sd_json_get(cfg, "_class_name"), "");
+    const char *spacing = sd_json_str(sd_json_get(cfg, "timestep_spacing"), "");
+    if (!strcmp(cls, "LCMScheduler"))
+        hp->variant = SD_VARIANT_LCM;
+    else if (!strcmp(spacing, "trailing"))
+        hp->variant = SD_VARIANT_TURBO;
     const sd_json *p = sd_json_get(cfg, "prediction_type");
     if (!present(p))
         return SD_OK;

@@ -454,30 +454,43 @@ static void put_value(void *buf, sd_dtype dtype, int64_t i, float v)
 }
 
 /* Uniform values: elements 2k and 2k + 1 take bits 40..63 and 8..31 of
- * mix64(key + k * golden), scaled to [-bound, bound).  Tasks start at even elements. */
+ * mix64(key + k * golden), scaled to [-bound, bound).  Tasks and chunks start at even
+ * elements, so only a tensor's last element can be without its pair. */
 static inline float uniform_at(uint32_t u24, float scale, float bound)
 {
     return (float)u24 * scale - bound;
 }
 
-static void fill_uniform(const fill_job *j, int64_t lo, int64_t hi)
+/* One loop per dtype (dt is a constant after inlining, so the store needs no switch). */
+static inline __attribute__((always_inline)) void
+uniform_pairs(const fill_job *j, int64_t lo, int64_t hi, sd_dtype dt)
 {
     const float bound = j->t->value, scale = bound * (1.0f / 8388608.0f); /* 2^24 -> 2 */
     uint64_t k = (uint64_t)(j->first + lo) >> 1;
     int64_t i = lo;
-    if (j->t->dtype == SD_DTYPE_F16) {
-        uint16_t *o = j->buf;
-        for (; i + 1 < hi; i += 2, k++) {
-            uint64_t r = mix64(j->key + k * 0x9E3779B97F4A7C15ull);
-            o[i] = f16_bounded(uniform_at((uint32_t)(r >> 40), scale, bound));
-            o[i + 1] = f16_bounded(uniform_at((uint32_t)(r >> 8) & 0xFFFFFF, scale, bound));
-        }
+    for (; i + 1 < hi; i += 2, k++) {
+        uint64_t r = mix64(j->key + k * 0x9E3779B97F4A7C15ull);
+        put_value(j->buf, dt, i, uniform_at((uint32_t)(r >> 40), scale, bound));
+        put_value(j->buf, dt, i + 1, uniform_at((uint32_t)(r >> 8) & 0xFFFFFF, scale, bound));
     }
-    for (; i < hi; i++) {
-        uint64_t e = (uint64_t)(j->first + i);
-        uint64_t r = mix64(j->key + (e >> 1) * 0x9E3779B97F4A7C15ull);
-        uint32_t u = (uint32_t)(e & 1 ? r >> 8 : r >> 40) & 0xFFFFFF;
-        put_value(j->buf, j->t->dtype, i, uniform_at(u, scale, bound));
+    if (i < hi) { /* an odd count: the last element is the first of its pair */
+        uint64_t r = mix64(j->key + k * 0x9E3779B97F4A7C15ull);
+        put_value(j->buf, dt, i, uniform_at((uint32_t)(r >> 40), scale, bound));
+    }
+}
+
+static void fill_uniform(const fill_job *j, int64_t lo, int64_t hi)
+{
+    switch (j->t->dtype) {
+    case SD_DTYPE_F16:
+        uniform_pairs(j, lo, hi, SD_DTYPE_F16);
+        break;
+    case SD_DTYPE_BF16:
+        uniform_pairs(j, lo, hi, SD_DTYPE_BF16);
+        break;
+    default:
+        uniform_pairs(j, lo, hi, SD_DTYPE_F32);
+        break;
     }
 }
 

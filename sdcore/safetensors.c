@@ -102,12 +102,15 @@ static void emit_meta(emitter *e, const sd_json *meta)
     emit(e, "}");
 }
 
+/* An object of string values whose keys hold no NUL: sd_st_meta looks keys up as C strings,
+ * so "a\u0000x" and "a\u0000y" would both be "a". */
 static bool check_meta(const sd_json *meta)
 {
     if (meta->type != SD_JSON_OBJECT)
         return false;
     for (size_t i = 0; i < meta->n; i++)
-        if (meta->items[i].type != SD_JSON_STRING)
+        if (meta->items[i].type != SD_JSON_STRING ||
+            strlen(meta->keys[i].str) != meta->keys[i].len)
             return false;
     return true;
 }
@@ -288,7 +291,8 @@ static sd_status parse_into(sd_st_file *f, const uint8_t *buf, size_t size, cons
     if (meta) {
         if (!check_meta(meta)) {
             st = sd_fail(err, SD_ERR_FORMAT,
-                         "%s: __metadata__ is not an object of string values", what);
+                         "%s: __metadata__ is not an object of string values (keys without "
+                         "NUL)", what);
             goto out;
         }
         emitter m = {0};
@@ -629,7 +633,8 @@ static sd_status build_header(const write_item *items, size_t n, const char *met
         if (!check_meta(meta)) {
             sd_json_free(meta);
             return sd_fail(err, SD_ERR_INVALID_ARG,
-                           "safetensors write: metadata is not an object of string values");
+                           "safetensors write: metadata is not an object of string values "
+                           "(keys without NUL)");
         }
     }
     emitter e = {0};

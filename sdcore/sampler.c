@@ -98,8 +98,8 @@ static void euler_step(const sd_sampler *smp, int i, float *x, const float *out,
     }
 }
 
-static void euler_a_step(sd_sampler *smp, int i, float *x, const float *out, sd_rng *rng,
-                         float *x0_out)
+static sd_status euler_a_step(sd_sampler *smp, int i, float *x, const float *out,
+                              sd_noise_src *noise, float *x0_out, sd_error *err)
 {
     const sd_schedule *s = smp->s;
     float sf = s->sigmas[i], st = s->sigmas[i + 1];
@@ -108,7 +108,9 @@ static void euler_a_step(sd_sampler *smp, int i, float *x, const float *out, sd_
     float sigma_up = sqrtf(st2 * (sf2 - st2) / sf2);
     float sigma_down = sqrtf(st2 - sigma_up * sigma_up);
     float dt = sigma_down - sf;
-    sd_rng_randn(rng, smp->noise, smp->n);
+    sd_status drawn = sd_noise_draw(noise, smp->noise, smp->n, err);
+    if (drawn)
+        return drawn;
     for (size_t k = 0; k < smp->n; k++) {
         float x0 = sigma_x0(&c, x[k], out[k]);
         float deriv = (x[k] - x0) / sf;
@@ -117,6 +119,7 @@ static void euler_a_step(sd_sampler *smp, int i, float *x, const float *out, sd_
         if (x0_out)
             x0_out[k] = x0;
     }
+    return SD_OK;
 }
 
 /* ---- DDIM (eta 0) ---------------------------------------------------------------------------- */
@@ -196,8 +199,8 @@ static void dpmpp_2m_step(sd_sampler *smp, int i, float *x, const float *out, fl
 
 /* ---- LCM ------------------------------------------------------------------------------------- */
 
-static void lcm_step(sd_sampler *smp, int i, float *x, const float *out, sd_rng *rng,
-                     float *x0_out)
+static sd_status lcm_step(sd_sampler *smp, int i, float *x, const float *out,
+                         sd_noise_src *noise, float *x0_out, sd_error *err)
 {
     const sd_schedule *s = smp->s;
     bool last = i == s->n_steps - 1;
@@ -211,8 +214,11 @@ static void lcm_step(sd_sampler *smp, int i, float *x, const float *out, sd_rng 
     float d = scaled * scaled + 0.25f;
     float c_skip = 0.25f / d, c_out = scaled / sqrtf(d);
     bool v = s->prediction == SD_PREDICT_V;
-    if (!last)
-        sd_rng_randn(rng, smp->noise, smp->n);
+    if (!last) {
+        sd_status st = sd_noise_draw(noise, smp->noise, smp->n, err);
+        if (st)
+            return st;
+    }
     for (size_t k = 0; k < smp->n; k++) {
         float x0 = v ? sa * x[k] - sb * out[k] : (x[k] - sb * out[k]) / sa;
         float denoised = c_out * x0 + c_skip * x[k];
@@ -220,28 +226,30 @@ static void lcm_step(sd_sampler *smp, int i, float *x, const float *out, sd_rng 
         if (x0_out)
             x0_out[k] = denoised;
     }
+    return SD_OK;
 }
 
 /* ---- dispatch ---------------------------------------------------------------------------------- */
 
 sd_status sd_sampler_step(sd_sampler *smp, int i, float *x, const float *model_out,
-                          sd_rng *rng, float *x0_out, sd_error *err)
+                          sd_noise_src *noise, float *x0_out, sd_error *err)
 {
     const sd_schedule *s = smp->s;
     if (i != smp->next || i >= s->n_steps)
         return sd_fail(err, SD_ERR_INVALID_ARG, "sampler: step %d requested, expected %d of %d",
                        i, smp->next, s->n_steps);
-    bool needs_rng = s->kind == SD_SAMPLER_EULER_A ||
-                     (s->kind == SD_SAMPLER_LCM && i != s->n_steps - 1);
-    if (needs_rng && !rng)
-        return sd_fail(err, SD_ERR_INVALID_ARG, "sampler: %s needs a random generator",
+    bool needs_noise = s->kind == SD_SAMPLER_EULER_A ||
+                       (s->kind == SD_SAMPLER_LCM && i != s->n_steps - 1);
+    if (needs_noise && !noise)
+        return sd_fail(err, SD_ERR_INVALID_ARG, "sampler: %s needs a noise source",
                        sd_sampler_kind_name(s->kind));
+    sd_status st = SD_OK;
     switch (s->kind) {
     case SD_SAMPLER_EULER:
         euler_step(smp, i, x, model_out, x0_out);
         break;
     case SD_SAMPLER_EULER_A:
-        euler_a_step(smp, i, x, model_out, rng, x0_out);
+        st = euler_a_step(smp, i, x, model_out, noise, x0_out, err);
         break;
     case SD_SAMPLER_DDIM:
         ddim_step(smp, i, x, model_out, x0_out);
@@ -250,11 +258,14 @@ sd_status sd_sampler_step(sd_sampler *smp, int i, float *x, const float *model_o
         dpmpp_2m_step(smp, i, x, model_out, x0_out);
         break;
     case SD_SAMPLER_LCM:
-        lcm_step(smp, i, x, model_out, rng, x0_out);
+        st = lcm_step(smp, i, x, model_out, noise, x0_out, err);
         break;
+    case SD_SAMPLER_AUTO:
     case SD_SAMPLER_COUNT:
         return sd_fail(err, SD_ERR_INTERNAL, "sampler: invalid kind");
     }
+    if (st)
+        return st;
     smp->next = i + 1;
     return SD_OK;
 }

@@ -380,6 +380,7 @@ sd_status sd_schedule_new(const sd_schedule_params *p, sd_schedule **out, sd_err
         lcm_timesteps(n, n_origin, s->timesteps);
         s->final_alpha_cumprod = 1.0f;
         break;
+    case SD_SAMPLER_AUTO:
     case SD_SAMPLER_COUNT:
         break;
     }
@@ -445,6 +446,7 @@ static void noise_coefs(const sd_schedule *s, int i, float *a, float *b)
     }
     case SD_SAMPLER_DDIM:
     case SD_SAMPLER_LCM:
+    case SD_SAMPLER_AUTO:
     case SD_SAMPLER_COUNT: {
         float ac = sd_schedule_alpha_at(s, i);
         *a = sqrtf(ac);

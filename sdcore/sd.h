@@ -214,6 +214,16 @@ typedef enum sd_prediction {
     SD_PREDICT_V,
 } sd_prediction;
 
+/* Distilled variants share the architecture of their base family but want other sampling
+ * defaults.  Told by a config (diffusers scheduler_config.json: an LCMScheduler, or
+ * "trailing" spacing as the SD-Turbo repository ships), or else by the file name
+ * ("turbo", "lcm" anywhere in it, any case). */
+typedef enum sd_variant {
+    SD_VARIANT_BASE = 0,
+    SD_VARIANT_TURBO,            /* SD-Turbo: 1-4 steps, no guidance, trailing spacing */
+    SD_VARIANT_LCM,              /* latent consistency: LCM sampler, 2-8 steps, no guidance */
+} sd_variant;
+
 typedef struct sd_model sd_model;
 
 /* Load a model from `path`: a .safetensors single file (original naming), a diffusers
@@ -231,6 +241,7 @@ typedef struct sd_model_info {
     sd_family family;
     sd_dtype dtype;              /* dtype of most of the floating-point weights */
     sd_prediction prediction;    /* as stated by a config, else SD_PREDICT_UNKNOWN */
+    sd_variant variant;
     bool has_unet, has_vae, has_text_encoder, has_taesd_encoder, has_taesd_decoder;
     int unet_in_channels;        /* 4, or 9 for inpainting models */
     int64_t params_unet, params_vae, params_text, params_taesd;
@@ -240,6 +251,196 @@ typedef struct sd_model_info {
 
 /* Fill *out with what was detected.  Never fails for a loaded model. */
 void sd_model_get_info(const sd_model *m, sd_model_info *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Images
+ * ------------------------------------------------------------------------------------- */
+
+/* Pixels cross the API as float samples in NON-LINEAR sRGB, 0..1 (GEGL "R'G'B'A float"):
+ * the models were trained on sRGB values.  Pixel (x, y) channel k is
+ * data[y * stride + x * channels + k].  Masks are images with channels = 1, 0..1,
+ * 1 = regenerate; a feathered selection is a soft mask.  Input images are caller-owned and
+ * never written. */
+typedef struct sd_image {
+    int width, height;
+    int channels;                /* 1 (mask), 3 (RGB) or 4 (RGBA, straight alpha) */
+    size_t stride;               /* floats from one row's start to the next, >= width*channels */
+    float *data;
+} sd_image;
+
+/* Free the data of an image the engine returned (sd_gen_result.image) and zero it.
+ * NULL is a no-op. */
+void sd_image_free(sd_image *img);
+
+/* Noise level of a photo on the 0..255 scale: a robust estimate (median absolute deviation
+ * of the finest wavelet detail band of the luminance).  Used by the denoise filter to pick
+ * its strength; exposed so a dialog can show it.  Errors: SD_ERR_INVALID_ARG, SD_ERR_NOMEM. */
+sd_status sd_estimate_noise(const sd_image *img, float *sigma, sd_error *err);
+
+/* The img2img strength the denoise filter uses for a noise level sigma (0..255 scale):
+ * monotone, documented in the implementation. */
+float sd_denoise_strength_for_sigma(float sigma);
+
+/* ---------------------------------------------------------------------------------------
+ * Generation: the five filters
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum sd_task {
+    SD_TASK_TXT2IMG,             /* prompt -> new image of the requested size */
+    SD_TASK_IMG2IMG,             /* re-imagine init (through mask, if any) at a strength */
+    SD_TASK_INPAINT,             /* regenerate what mask covers */
+    SD_TASK_OUTPAINT,            /* grow the canvas and fill the new border */
+    SD_TASK_DENOISE,             /* diffusion-based restoration of a noisy photo */
+    SD_TASK_COUNT
+} sd_task;
+
+/* "txt2img", "img2img", "inpaint", "outpaint", "denoise". */
+const char *sd_task_name(sd_task t);
+
+typedef enum sd_sampler_kind {
+    SD_SAMPLER_AUTO = -1,        /* the model's default */
+    SD_SAMPLER_EULER,            /* diffusers EulerDiscreteScheduler */
+    SD_SAMPLER_EULER_A,          /* EulerAncestralDiscreteScheduler (draws noise every step) */
+    SD_SAMPLER_DDIM,             /* DDIMScheduler, eta 0 */
+    SD_SAMPLER_DPMPP_2M,         /* DPMSolverMultistepScheduler, dpmsolver++ order 2 */
+    SD_SAMPLER_LCM,              /* LCMScheduler (LCM-distilled models) */
+    SD_SAMPLER_COUNT
+} sd_sampler_kind;
+
+/* diffusers' timestep_spacing.  LCM has its own schedule and ignores it. */
+typedef enum sd_spacing {
+    SD_SPACING_AUTO = -1,        /* the sampler's diffusers default (trailing for SD-Turbo) */
+    SD_SPACING_LEADING,
+    SD_SPACING_TRAILING,
+    SD_SPACING_LINSPACE,
+    SD_SPACING_COUNT
+} sd_spacing;
+
+/* "euler", "euler_a", "ddim", "dpmpp_2m", "lcm" / "leading", "trailing", "linspace"
+ * ("auto" for the AUTO values, "?" out of range).  Static storage. */
+const char *sd_sampler_kind_name(sd_sampler_kind k);
+const char *sd_spacing_name(sd_spacing s);
+
+/* What fills the masked area before sampling (A1111's "masked content"). */
+typedef enum sd_fill {
+    SD_FILL_ORIGINAL,            /* the original pixels, noised to the strength */
+    SD_FILL_FILL,                /* the surrounding colours smeared in, then noised */
+    SD_FILL_LATENT_NOISE,        /* pure noise */
+    SD_FILL_LATENT_NOTHING,      /* zero latents, noised */
+    SD_FILL_COUNT
+} sd_fill;
+
+const char *sd_fill_name(sd_fill f);  /* "original", "fill", "latent-noise", "latent-nothing" */
+
+typedef enum sd_phase {
+    SD_PHASE_TEXT,               /* encoding the prompts */
+    SD_PHASE_ENCODE,             /* VAE-encoding the input image */
+    SD_PHASE_SAMPLE,             /* denoising steps */
+    SD_PHASE_DECODE,             /* VAE-decoding the result */
+} sd_phase;
+
+typedef struct sd_progress {
+    sd_phase phase;
+    int step, n_steps;           /* UNet evaluations done / planned over the whole call
+                                    (all windows and tiles) */
+    double elapsed;              /* seconds since sd_generate started */
+    double eta;                  /* estimated seconds left, < 0 while unknown */
+} sd_progress;
+
+/* Called on the caller's thread between steps and between UNet blocks; return false to
+ * cancel: sd_generate then returns SD_CANCELLED promptly (within one UNet block) and
+ * outputs nothing. */
+typedef bool (*sd_progress_fn)(const sd_progress *p, void *user);
+/* Optional live preview after each step: a cheap decode (TAESD when given, else a linear
+ * latent-to-RGB approximation) of the current estimate of the region being generated, at
+ * model resolution.  The image is valid only during the call. */
+typedef void (*sd_preview_fn)(const sd_image *img, const sd_progress *p, void *user);
+/* Optional: the final latents [channels, h, w] of each generated region, just before they
+ * are decoded (for tests and tools).  Valid only during the call. */
+typedef void (*sd_latents_fn)(const float *latents, int channels, int h, int w, void *user);
+
+typedef struct sd_gen_params {
+    sd_task task;
+    const char *prompt;          /* UTF-8, A1111 syntax: (word:1.3) (word) [word] \( BREAK;
+                                    NULL = "" */
+    const char *negative_prompt; /* NULL or "" = the unconditional embedding */
+    sd_sampler_kind sampler;     /* SD_SAMPLER_AUTO: the model's default */
+    sd_spacing spacing;          /* SD_SPACING_AUTO */
+    bool karras;                 /* Karras sigmas (Euler, DPM++ 2M) */
+    int steps;                   /* 0 = model default; 1..1000 (the full schedule: img2img
+                                    runs about strength * steps of them) */
+    float cfg;                   /* guidance scale; < 0 = model default; <= 1 skips the
+                                    unconditional pass */
+    int64_t seed;                /* -1 = random (reported in the result); else >= 0 */
+    int clip_skip;               /* 0 = last text-encoder layer; k = stop k layers early */
+    sd_prediction prediction;    /* UNKNOWN = what the model's config or family says */
+    int width, height;           /* txt2img output size; 0 = model native.  The engine works at
+                                    the model's resolution (same aspect, multiples of 8) and
+                                    resizes to this, unless `reference` */
+    int resolution;              /* side of the square whose area the model works at;
+                                    0 = native (512 SD 1.x/Turbo, 768 SD 2.x v) */
+    float strength;              /* img2img / inpaint: 0..1, < 0 = default (0.75 / 1.0);
+                                    denoise: < 0 = from the estimated noise level */
+    const sd_image *init;        /* img2img, inpaint, outpaint, denoise: RGB or RGBA */
+    const sd_image *mask;        /* 1 channel, init's size.  inpaint: required (non-empty);
+                                    img2img: optional (result composited through it) */
+    float mask_blur;             /* px of Gaussian blur of the paste-back mask (default 4) */
+    int padding;                 /* inpaint "only masked": context px around the mask (32) */
+    sd_fill fill;                /* inpaint masked content (default ORIGINAL) */
+    bool whole_image;            /* inpaint at the whole picture, not only the masked region */
+    bool color_match;            /* pull the regenerated colours toward the surroundings
+                                    (default true) */
+    int extend_left, extend_top, extend_right, extend_bottom; /* outpaint, px >= 0 */
+    int tile;                    /* denoise: tile side in px (0 = model resolution) */
+    const sd_model *taesd;       /* optional TAESD model: previews (and no VAE needed) */
+    bool reference;              /* do exactly what the diffusers pipeline does: no resize, no
+                                    crop, no blur, no paste-back, no colour matching (tests) */
+    /* Replay of recorded random draws instead of the seed: draw k of the run (in the
+     * reference pipeline's order) is noise_draws[k] with noise_sizes[k] floats. */
+    const float *const *noise_draws;
+    const size_t *noise_sizes;
+    int n_noise_draws;
+    sd_progress_fn progress;
+    void *progress_user;
+    sd_preview_fn preview;
+    void *preview_user;
+    sd_latents_fn final_latents;
+    void *final_latents_user;
+    int64_t memory_limit_mb;     /* refuse requests estimated above this; 0 = 90 % of the
+                                    memory the system has available */
+} sd_gen_params;
+
+/* Defaults for a task: everything AUTO / model default, strength default, mask_blur 4,
+ * padding 32, fill ORIGINAL, color_match true, seed -1. */
+sd_gen_params sd_gen_params_default(sd_task task);
+
+/* Replace the AUTO / "model default" fields of *p with what the model would use (sampler,
+ * spacing, steps, cfg, resolution, prediction), as a dialog shows them.  Never fails. */
+void sd_gen_params_resolve(const sd_model *m, sd_gen_params *p);
+
+typedef struct sd_gen_result {
+    sd_image image;              /* owned: free with sd_gen_result_free.  RGBA.
+                                    txt2img: width x height, alpha 1.
+                                    img2img, inpaint, denoise: init's size; pixels the mask
+                                    leaves alone are bit-identical to init; alpha is init's.
+                                    outpaint: the grown canvas, init at
+                                    (extend_left, extend_top). */
+    int64_t seed;                /* the seed used */
+    float strength;              /* the strength used */
+    float noise_sigma;           /* denoise: the estimated noise level (0..255); else -1 */
+} sd_gen_result;
+
+/* Run one filter.  Before any work the peak memory of the request is estimated and the
+ * request refused (SD_ERR_TOO_LARGE) when it would not fit.  m must have a UNet, text encoder and VAE (or p->taesd for decoding);
+ * inpainting models (9 input channels) serve inpaint and outpaint only.
+ * Errors: SD_ERR_INVALID_ARG (a parameter out of range, a missing or empty mask, the wrong
+ * model kind for the task; the message says which), SD_ERR_TOO_LARGE (the request would not
+ * fit in memory: the message gives the estimate and the limit), SD_ERR_NOMEM, errors of the
+ * networks; SD_CANCELLED when the progress callback asked.  On any non-OK status *out is
+ * zeroed and nothing was allocated.  Runs on the calling thread with ctx's pool. */
+sd_status sd_generate(sd_ctx *ctx, const sd_model *m, const sd_gen_params *p,
+                      sd_gen_result *out, sd_error *err);
+void sd_gen_result_free(sd_gen_result *r);
 
 #ifdef __cplusplus
 }

@@ -860,6 +860,10 @@ static void test_refusals(void)
         {"{\"text_encoder\": {\"hidden_act\": \"relu\"}}", SD_ERR_UNSUPPORTED, "relu"},
         {"{\"text_encoder\": {\"num_attention_heads\": 5}}", SD_ERR_FORMAT, "5 attention heads"},
         {"{\"text_encoder\": {\"layer_norm_eps\": -1}}", SD_ERR_FORMAT, "layer_norm_eps"},
+        /* found by fuzz_model_config: positive doubles that are 0 as floats */
+        {"{\"text_encoder\": {\"layer_norm_eps\": 1e-50}}", SD_ERR_FORMAT, "layer_norm_eps"},
+        {"{\"vae\": {\"scaling_factor\": 1e-60}}", SD_ERR_FORMAT, "scaling_factor"},
+        {"{\"vae\": {\"scaling_factor\": 1e-7}}", SD_ERR_FORMAT, "scaling_factor"},
         {"{\"vae\": {\"scaling_factor\": \"big\"}}", SD_ERR_FORMAT, "scaling_factor"},
         {"{\"scheduler\": {\"prediction_type\": \"sample\"}}", SD_ERR_UNSUPPORTED, "sample"},
         {"{\"tokenizer\": {\"pad_token\": \"<pad>\"}}", SD_ERR_UNSUPPORTED, "<pad>"},

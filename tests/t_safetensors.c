@@ -168,6 +168,9 @@ static void test_roundtrip(void)
           "non-string metadata: %s", err.msg);
     CHECK(sd_st_write(path2, one, two, 1, "{\"a\": ", &err) == SD_ERR_INVALID_ARG,
           "bad metadata JSON: %s", err.msg);
+    CHECK(sd_st_write(path2, one, two, 1, "{\"a\\u0000b\": \"v\"}", &err) ==
+              SD_ERR_INVALID_ARG && strstr(err.msg, "NUL"), "NUL in a metadata key: %s",
+          err.msg);
     sd_tensor bad = t[0];
     bad.ndim = 5;
     CHECK(sd_st_write(path2, one, &bad, 1, NULL, &err) == SD_ERR_INVALID_ARG, "bad ndim");
@@ -254,6 +257,9 @@ static void test_malformed(void)
          "data_offsets"},
         {"{\"__metadata__\":{\"a\":1}}", 0, "__metadata__"},
         {"{\"__metadata__\":[\"a\"]}", 0, "__metadata__"},
+        /* keys that are one C string: sd_st_meta could not tell them apart (caught by
+         * fuzz_safetensors' lookup invariant) */
+        {"{\"__metadata__\":{\"a\\u0000x\":\"1\",\"a\\u0000y\":\"2\"}}", 0, "NUL"},
         {"{\"a\\u0000b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
          "control character"},
         {"{\"a\\nb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,

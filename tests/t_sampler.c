@@ -204,9 +204,9 @@ static void run_case(const pcase *c)
     CHECK(s->init_noise_sigma == (float)sd_json_num(sd_json_get(sched, "init_noise_sigma"), 0),
           "%s: init_noise_sigma", c->file);
 
-    sd_rng rng, chain_rng;
+    sd_rng rng;
     check_draws(c, side, &rng);
-    chain_rng = rng;
+    sd_noise_src src = {.rng = rng}, chain_src = {.rng = rng};
 
     float x[N_LAT], start[N_LAT], cx[N_LAT], unet_in[N_LAT], x0[N_LAT];
     check_start(c, s, start);
@@ -241,13 +241,13 @@ static void run_case(const pcase *c)
         }
 
         /* one step from the recorded latents */
-        CHECK(sd_sampler_step(smp, i, x, eps, &rng, x0, &err) == SD_OK, "%s", err.msg);
+        CHECK(sd_sampler_step(smp, i, x, eps, &src, x0, &err) == SD_OK, "%s", err.msg);
         reimpose(c, s, i, x);
         snprintf(what, sizeof what, "%s step%d latents", c->file, k);
         t_close(what, x, want, N_LAT, 0, STEP_RTOL);
 
         /* the chain, fed only the recorded model outputs */
-        CHECK(sd_sampler_step(chain, i, cx, eps, &chain_rng, NULL, &err) == SD_OK, "%s",
+        CHECK(sd_sampler_step(chain, i, cx, eps, &chain_src, NULL, &err) == SD_OK, "%s",
               err.msg);
         reimpose(c, s, i, cx);
     }
@@ -257,7 +257,7 @@ static void run_case(const pcase *c)
         t_close(what, cx, fin, N_LAT, 0, CHAIN_RTOL);
     }
     /* a step out of order is refused */
-    CHECK(sd_sampler_step(smp, s->begin, x, x, &rng, NULL, &err) == SD_ERR_INVALID_ARG,
+    CHECK(sd_sampler_step(smp, s->begin, x, x, &src, NULL, &err) == SD_ERR_INVALID_ARG,
           "%s: step after the end accepted", c->file);
 out:
     sd_sampler_free(smp);
@@ -282,8 +282,9 @@ static void check_lcm(void)
         return;
     CHECK(sd_sampler_new(s, 16, &smp, &err) == SD_OK, "%s", err.msg);
     float x[16], eps[16], noise[16];
-    sd_rng rng, ref;
-    sd_rng_seed(&rng, 5);
+    sd_noise_src src;
+    sd_rng ref;
+    sd_noise_src_seed(&src, 5);
     for (int k = 0; k < 16; k++)
         x[k] = (float)(k - 8) * 0.25f, eps[k] = (float)((k * 7) % 5) * 0.3f - 0.6f;
     CHECK(sd_sampler_step(smp, 0, x, eps, NULL, NULL, &err) == SD_ERR_INVALID_ARG,
@@ -293,7 +294,7 @@ static void check_lcm(void)
         double a = s->alphas_cumprod[(int)t];
         double ap = i + 1 < s->n_steps ? s->alphas_cumprod[(int)s->timesteps[i + 1]] : 1.0;
         double st = t * 10.0, c_skip = 0.25 / (st * st + 0.25), c_out = st / sqrt(st * st + 0.25);
-        ref = rng;
+        ref = src.rng;
         if (i + 1 < s->n_steps)
             sd_rng_randn(&ref, noise, 16);
         double want[16];
@@ -302,13 +303,13 @@ static void check_lcm(void)
             double den = c_out * x0 + c_skip * x[k];
             want[k] = i + 1 < s->n_steps ? sqrt(ap) * den + sqrt(1 - ap) * noise[k] : den;
         }
-        CHECK(sd_sampler_step(smp, i, x, eps, &rng, NULL, &err) == SD_OK, "%s", err.msg);
+        CHECK(sd_sampler_step(smp, i, x, eps, &src, NULL, &err) == SD_OK, "%s", err.msg);
         double worst = 0;
         for (int k = 0; k < 16; k++)
             worst = fmax(worst, fabs(x[k] - want[k]));
         CHECK(worst < 1e-5, "LCM step %d deviates by %g", i, worst);
-        CHECK(rng.left == ref.left && rng.next == ref.next &&
-                  memcmp(rng.mt, ref.mt, sizeof rng.mt) == 0,
+        CHECK(src.rng.left == ref.left && src.rng.next == ref.next &&
+                  memcmp(src.rng.mt, ref.mt, sizeof src.rng.mt) == 0,
               "LCM step %d drew the wrong amount", i);
     }
     sd_sampler_free(smp);

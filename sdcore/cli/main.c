@@ -23,22 +23,34 @@ static const sd_cli_cmd cmd_sysinfo_entry = {
 extern const sd_cli_cmd sd_cli_cmd_info;
 extern const sd_cli_cmd sd_cli_cmd_tokenize;
 extern const sd_cli_cmd sd_cli_cmd_encode_text;
+extern const sd_cli_cmd sd_cli_cmd_txt2img;
+extern const sd_cli_cmd sd_cli_cmd_img2img;
+extern const sd_cli_cmd sd_cli_cmd_inpaint;
+extern const sd_cli_cmd sd_cli_cmd_outpaint;
+extern const sd_cli_cmd sd_cli_cmd_denoise;
 extern const sd_cli_cmd sd_cli_cmd_unet;
 extern const sd_cli_cmd sd_cli_cmd_make_random_model;
 extern const sd_cli_cmd sd_cli_cmd_bench;
 extern const sd_cli_cmd sd_cli_cmd_vae_decode, sd_cli_cmd_vae_encode, sd_cli_cmd_vae;
+extern const sd_cli_cmd sd_cli_cmd_make_random_model;
 
 static const sd_cli_cmd *const commands[] = {
     &cmd_sysinfo_entry,
     &sd_cli_cmd_info,
     &sd_cli_cmd_tokenize,
     &sd_cli_cmd_encode_text,
+    &sd_cli_cmd_txt2img,
+    &sd_cli_cmd_img2img,
+    &sd_cli_cmd_inpaint,
+    &sd_cli_cmd_outpaint,
+    &sd_cli_cmd_denoise,
     &sd_cli_cmd_unet,
     &sd_cli_cmd_make_random_model,
     &sd_cli_cmd_bench,
     &sd_cli_cmd_vae_decode,
     &sd_cli_cmd_vae_encode,
     &sd_cli_cmd_vae,
+    &sd_cli_cmd_make_random_model,
 };
 
 int sd_cli_fail(const char *cmd, const char *fmt, ...)

@@ -40,6 +40,7 @@ typedef struct sd_model_hparams {
     int text_pad_id;             /* 49407 (SD 1.x end token) or 0 (SD 2.x '!') */
     /* sampling */
     sd_prediction prediction;    /* from a config, else SD_PREDICT_UNKNOWN */
+    sd_variant variant;          /* from a scheduler config or the file name */
     float vae_scaling_factor;    /* 0.18215 unless a config says otherwise */
 } sd_model_hparams;
 

@@ -16,44 +16,22 @@
  *
  * A run, in diffusers terms (txt2img):
  *     sd_schedule_new(&p, &s, err);  sd_sampler_new(s, n, &smp, err);
- *     sd_rng_randn(rng, x, n);  x[k] *= s->init_noise_sigma;
+ *     sd_noise_draw(noise, x, n, err);  x[k] *= s->init_noise_sigma;
  *     for (i = s->begin; i < s->n_steps; i++) {
  *         sd_schedule_scale_input(s, i, x, unet_in, n);     // UNet(unet_in, s->timesteps[i])
  *         ... guidance -> model_out
- *         sd_sampler_step(smp, i, x, model_out, rng, NULL, err);
+ *         sd_sampler_step(smp, i, x, model_out, noise, NULL, err);
  *     }
  * img2img starts instead from sd_schedule_add_noise(s, s->begin, z, noise, x, n). */
 #ifndef SD_INTERNAL_SCHEDULE_H
 #define SD_INTERNAL_SCHEDULE_H
 
 #include "internal/common.h"
-#include "internal/rng.h"
+#include "internal/noise.h"
 
 #define SD_TRAIN_STEPS 1000
 
-typedef enum sd_sampler_kind {
-    SD_SAMPLER_EULER,         /* EulerDiscreteScheduler */
-    SD_SAMPLER_EULER_A,       /* EulerAncestralDiscreteScheduler (draws noise every step) */
-    SD_SAMPLER_DDIM,          /* DDIMScheduler, eta 0, no clipping, set_alpha_to_one false */
-    SD_SAMPLER_DPMPP_2M,      /* DPMSolverMultistepScheduler dpmsolver++, order 2, midpoint,
-                               * lower_order_final, final sigma 0 */
-    SD_SAMPLER_LCM,           /* LCMScheduler (50 original steps, timestep_scaling 10;
-                               * draws noise between steps) */
-    SD_SAMPLER_COUNT
-} sd_sampler_kind;
-
-/* diffusers' timestep_spacing.  LCM has its own schedule and ignores it. */
-typedef enum sd_spacing {
-    SD_SPACING_LEADING,       /* SD 1.x/2.x configs: t = k * (1000 / N) + 1 */
-    SD_SPACING_TRAILING,      /* from t = 999 down in steps of 1000 / N */
-    SD_SPACING_LINSPACE,      /* N points spread over [0, 999] */
-    SD_SPACING_COUNT
-} sd_spacing;
-
-/* "euler", "euler_a", "ddim", "dpmpp_2m", "lcm"; "leading", "trailing", "linspace".
- * Static storage; "?" for out-of-range values. */
-const char *sd_sampler_kind_name(sd_sampler_kind k);
-const char *sd_spacing_name(sd_spacing s);
+/* sd_sampler_kind and sd_spacing (and their names) are public: see sd.h. */
 
 typedef struct sd_schedule_params {
     sd_sampler_kind kind;
@@ -140,13 +118,13 @@ void sd_sampler_free(sd_sampler *smp);
 /* One step: x (the current latents, in place) and model_out (the guided UNet output for
  * scale_input(x) at timesteps[i]: epsilon or v as the schedule says) -> the latents for step
  * i + 1.  Steps must run in order i = s->begin, begin + 1, ..., n_steps - 1.  Euler a (every
- * step) and LCM (every step but the last) draw n normals from rng, which must then be
- * non-NULL; the others ignore it.  If x0_out is non-NULL it receives the step's denoised
+ * step) and LCM (every step but the last) draw n normals from `noise` (internal/noise.h),
+ * which must then be non-NULL; the others ignore it.  If x0_out is non-NULL it receives the step's denoised
  * estimate (pred_original_sample; LCM: the boundary-condition denoised), e.g. for previews.
  * x0_out may not alias x or model_out.
- * Errors: SD_ERR_INVALID_ARG (step out of order or range, rng missing).  Thread: the
- * caller's. */
+ * Errors: SD_ERR_INVALID_ARG (step out of order or range, noise missing; replayed
+ * noise exhausted or of the wrong size).  Thread: the caller's. */
 sd_status sd_sampler_step(sd_sampler *smp, int i, float *x, const float *model_out,
-                          sd_rng *rng, float *x0_out, sd_error *err);
+                          sd_noise_src *noise, float *x0_out, sd_error *err);
 
 #endif

@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# tests/gimp/run-gimp-tests.sh BUILD_DIR - the GIMP integration tests of the gimp-sd plug-in:
+# real gimp-console 2.10 in batch mode running the Script-Fu tests of sd-tests.scm on real
+# images with the tiny golden models, in an isolated profile under BUILD_DIR/gimp-tests.
+#
+# gimp-console always exits 0, so this script decides: every test must print its
+# "SD-TEST-PASS <name>" marker, and the tests that write PNG files are then checked with
+# ImageMagick (pixels outside the selection unchanged in the composite, inside changed; equal
+# seeds give equal layers).  Prints one line per test and closes with
+# "gimp: N passed, N failed"; exits non-zero when a test failed.
+#
+# Sessions (one gimp-console each): A with the resident process (most tests), B with
+# SD_RESIDENT=0 and no models (in-process fallback, "no model found"), C with a short idle
+# timeout (model release, stopping the resident).  The work folder BUILD_DIR/gimp-tests (logs,
+# images) stays until the next run.
+set -u
+build=${1:-build}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$build"
+build=$(cd "$build" && pwd)
+work=$build/gimp-tests
+tests_dir=$root/tests/gimp
+
+rm -rf "$work"
+mkdir -p "$work/home" "$work/in" "$work/out" "$work/models" "$work/empty"
+
+# ---- isolation: nothing may touch the real profile or caches --------------------------------
+export HOME=$work/home
+export XDG_CONFIG_HOME=$HOME/.config XDG_CACHE_HOME=$HOME/.cache XDG_DATA_HOME=$HOME/.local/share
+export GIMP2_DIRECTORY=$work/profile            # absolute, as GIMP requires
+unset DISPLAY WAYLAND_DISPLAY SD_MODEL_PATH SD_RESIDENT SD_RESIDENT_IDLE SD_MEMORY_LIMIT_MB
+export ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}  # GLib/GEGL keep caches
+export SD_THREADS=${SD_THREADS:-2}
+export SD_MEMORY_LIMIT_MB=1000                  # the tiny models need far less; err-too-large more
+
+passed=0 failed=0
+ok() { echo "ok    gimp $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL  gimp $1: $2"; failed=$((failed + 1)); }
+finish() {
+    echo "gimp: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
+
+gimp_console() {
+    timeout --kill-after=10 "${GIMP_TIMEOUT:-600}" gimp-console-2.10 --no-interface --no-data \
+        --no-fonts --stack-trace-mode=never --console-messages "$@"
+}
+
+for tool in gimp-console-2.10 convert timeout; do
+    command -v "$tool" >/dev/null || { bad setup "$tool not found (tools/install-deps.sh)"; finish; }
+done
+
+# ---- 1. profile first (GIMP's user install runs only when the folder is missing), then the
+#         plug-in ------------------------------------------------------------------------------
+if ! gimp_console -b '(gimp-quit 0)' >"$work/init.log" 2>&1 || [ ! -d "$GIMP2_DIRECTORY" ]; then
+    bad setup "gimp-console could not create the profile (see $work/init.log)"; finish
+fi
+if ! make -s -C "$root" install B="$build" GIMP2_DIRECTORY="$GIMP2_DIRECTORY" \
+        >"$work/install.log" 2>&1; then
+    bad setup "make install failed (see $work/install.log)"; finish
+fi
+
+# ---- 2. models: one in the profile, others on $SD_MODEL_PATH ----------------------------------
+data=$root/tests/data
+mkdir -p "$GIMP2_DIRECTORY/sd-models"
+ln -s "$data/tiny-sd15/model-f16.safetensors" "$GIMP2_DIRECTORY/sd-models/tiny-sd15.safetensors"
+ln -s "$data/tiny-sd15/model-f16.json" "$GIMP2_DIRECTORY/sd-models/tiny-sd15.json"
+ln -s "$data/tiny-sd15-inpaint/model-f16.safetensors" "$work/models/tiny-sd15-inpaint.safetensors"
+ln -s "$data/tiny-sd15-inpaint/model-f16.json" "$work/models/tiny-sd15-inpaint.json"
+ln -s "$data/tiny-sd15/diffusers" "$work/models/tiny-sd15-diffusers"
+printf 'this is not a safetensors file\n' >"$work/models/broken.safetensors"
+
+# ---- 3. test images (deterministic) -----------------------------------------------------------
+in=$work/in
+convert -size 96x80 xc: -sparse-color Bilinear '0,0 #c03020 95,0 #e0c040 0,79 #2040a0 95,79 #30a050' \
+    -fill '#f0f0f0' -draw 'circle 48,40 48,22' -fill '#202020' -draw 'rectangle 8,60 30,72' \
+    PNG24:"$in/rgb.png"
+convert "$in/rgb.png" -colorspace Gray PNG8:"$in/gray-tmp.png"
+convert "$in/gray-tmp.png" -define png:color-type=0 -depth 8 "$in/gray.png"
+convert "$in/rgb.png" -depth 16 PNG48:"$in/rgb16.png"
+convert "$in/rgb.png" -colors 16 PNG8:"$in/indexed.png"
+convert -size 56x48 xc: -sparse-color Bilinear '0,0 #4080f0 55,47 #f0f080' \
+    -fill '#803060' -draw 'circle 28,24 28,10' PNG32:"$in/patch.png"
+convert "$in/rgb.png" -seed 7 -attenuate 0.6 +noise Gaussian PNG24:"$in/noisy.png"
+
+cat >"$work/config.scm" <<EOF
+(define sd-in "$in")
+(define sd-out "$work/out")
+(define sd-work "$work")
+(define sd-data "$data")
+(define sd-model-abs "$data/tiny-sd15/model-f16.safetensors")
+EOF
+
+# ---- 4. the sessions ----------------------------------------------------------------------------
+# run_session LOG TEST...: one gimp-console, one -b per test, then check the markers.
+run_session() {
+    local log=$1
+    shift
+    local args=() t
+    for t in "$@"; do
+        args+=(-b "(begin (load \"$work/config.scm\") (load \"$tests_dir/sd-lib.scm\") \
+(load \"$tests_dir/sd-tests.scm\") (sd-run \"$t\" test-$t))")
+    done
+    args+=(-b '(gimp-quit 0)')
+    local t0=$SECONDS
+    gimp_console "${args[@]}" >"$log" 2>&1
+    local rc=$?
+    echo "      $(basename "$log" .log): $# tests, $((SECONDS - t0)) s"
+    [ $rc -eq 0 ] || echo "      (gimp-console exit $rc in $(basename "$log"): 124/137 = timeout)"
+    for t in "$@"; do
+        if grep -q "SD-TEST-PASS $t\$" "$log"; then
+            PASSED_MARKERS+=("$t")
+        else
+            local why
+            why=$(grep -m1 "SD-TEST-FAIL $t: " "$log" | sed "s/.*SD-TEST-FAIL $t: //")
+            bad "$t" "${why:-no result marker (crash or timeout; see $log)}"
+        fi
+    done
+}
+
+PASSED_MARKERS=()
+export SD_MODEL_PATH=$work/models
+run_session "$work/session-a.log" \
+    resident-fresh pdb-doc err-args err-interactive err-no-model err-broken-model err-taesd \
+    err-indexed err-no-selection err-selection-elsewhere err-outpaint-nothing err-group \
+    err-inpaint-model err-too-large model-folder \
+    txt2img-rgb-rect txt2img-gray-size txt2img-new-image img2img-rgba-ellipse img2img-big-layer \
+    inpaint-gray-ellipse inpaint-rgb16-rect inpaint-rgba-ellipse denoise-rgb-ellipse \
+    denoise-rgb16-rect outpaint-rgb16-grow outpaint-uncovered seeds last-vals resident-reuse
+
+mv "$GIMP2_DIRECTORY/sd-models" "$work/sd-models.away"
+SD_RESIDENT=0 SD_MODEL_PATH=$work/empty run_session "$work/session-b.log" \
+    inprocess err-no-models-at-all
+mv "$work/sd-models.away" "$GIMP2_DIRECTORY/sd-models"
+
+SD_RESIDENT_IDLE=0.3 run_session "$work/session-c.log" idle-release stop-fallback
+
+# ---- 4b. undo in the GUI: the PDB has no undo procedure, so GIMP runs under Xvfb with the
+#          Script-Fu server; the filters are called through it and Ctrl+Z is pressed in the
+#          image window (xdotool).  One Ctrl+Z must restore layers, canvas, offsets, selection
+#          and pixels.  Skipped (not passed) without Xvfb/xdotool. ------------------------------
+xvfb_pid="" gui_pid=""
+cleanup() {
+    [ -n "$gui_pid" ] && kill "$gui_pid" 2>/dev/null
+    [ -n "$xvfb_pid" ] && kill "$xvfb_pid" 2>/dev/null
+}
+trap cleanup EXIT
+
+# sf COMMAND: send one command to the Script-Fu server on $sf_port, print its reply
+sf() {
+    local n=${#1} hdr
+    exec 4<>"/dev/tcp/127.0.0.1/$sf_port" || return 1
+    printf "G\\x$(printf %02x $((n >> 8)))\\x$(printf %02x $((n & 255)))" >&4
+    printf '%s' "$1" >&4
+    hdr=$(head -c 4 <&4 | od -An -tu1)
+    set -- $hdr
+    [ $# -eq 4 ] && head -c $(($3 * 256 + $4)) <&4
+    exec 4>&-
+    [ $# -eq 4 ] && [ "$2" = 0 ]
+}
+
+gui_undo() {
+    local tool
+    for tool in Xvfb xdotool gimp-2.10; do
+        if ! command -v "$tool" >/dev/null; then
+            echo "skip  gimp undo-*: $tool not installed (SD_DEPS_EXTRA=dev tools/install-deps.sh)"
+            return
+        fi
+    done
+    local t0=$SECONDS dfile=$work/xvfb.display
+    Xvfb -displayfd 3 -screen 0 1280x900x24 -nolisten tcp 3>"$dfile" >"$work/xvfb.log" 2>&1 &
+    xvfb_pid=$!
+    local i
+    for i in $(seq 100); do [ -s "$dfile" ] && break; sleep 0.1; done
+    [ -s "$dfile" ] || { bad undo "Xvfb did not start (see $work/xvfb.log)"; return; }
+    sf_port=$((20000 + RANDOM % 20000))
+    DISPLAY=:$(cat "$dfile") timeout --kill-after=10 "${GIMP_TIMEOUT:-600}" gimp-2.10 \
+        --new-instance --no-splash --no-data --no-fonts --stack-trace-mode=never \
+        --console-messages -b "(plug-in-script-fu-server RUN-NONINTERACTIVE \"127.0.0.1\" \
+$sf_port \"$work/sf-server.log\")" >"$work/session-gui.log" 2>&1 &
+    gui_pid=$!
+    for i in $(seq 300); do sf '(+ 1 2)' >/dev/null 2>&1 && break; sleep 0.2; done
+    sf '(+ 1 2)' >/dev/null 2>&1 || { bad undo "GIMP's Script-Fu server did not answer"; return; }
+    sf "(begin (load \"$work/config.scm\") (load \"$tests_dir/sd-lib.scm\") \
+(load \"$tests_dir/sd-tests.scm\") (sd-undo-prepare))" >/dev/null
+    local win=""
+    for i in $(seq 50); do
+        win=$(DISPLAY=:$(cat "$dfile") xdotool search --onlyvisible --name 'rgb\.png' | head -n 1)
+        [ -n "$win" ] && break
+        sleep 0.2
+    done
+    [ -n "$win" ] || { bad undo "no image window"; return; }
+    local name args reply
+    for name in img2img outpaint; do
+        case $name in
+        img2img) args="\"plug-in-sd-img2img\" '((\"strength\" . 0.8))" ;;
+        outpaint) args="\"plug-in-sd-outpaint\" '((\"extend-left\" . 16) (\"extend-bottom\" . 8))" ;;
+        esac
+        reply=$(sf "(sd-undo-run \"undo-$name\" $args)")
+        case $reply in *SD-UNDO-OK*) ;; *) bad "undo-$name" "${reply:-no reply}"; continue ;; esac
+        DISPLAY=:$(cat "$dfile") xdotool windowfocus --sync "$win" key --clearmodifiers ctrl+z
+        for i in $(seq 40); do
+            reply=$(sf "(sd-undo-check \"undo-$name\")")
+            case $reply in *SD-UNDO-OK*) break ;; esac
+            sleep 0.25
+        done
+        case $reply in
+        *SD-UNDO-OK*)
+            if same "$work/out/undo-$name-before.png" "$work/out/undo-$name-undone.png"; then
+                ok "undo-$name"
+            else
+                bad "undo-$name" "pixels differ after the undo"
+            fi ;;
+        *) bad "undo-$name" "${reply:-no reply}" ;;
+        esac
+    done
+    sf '(gimp-quit 1)' >/dev/null 2>&1
+    for i in $(seq 50); do kill -0 "$gui_pid" 2>/dev/null || break; sleep 0.2; done
+    cleanup
+    gui_pid="" xvfb_pid=""
+    rm -rf "$GIMP2_DIRECTORY/backups"
+    echo "      session-gui: 2 tests, $((SECONDS - t0)) s"
+}
+
+same() { [ "$(compare -metric AE "$1" "$2" null: 2>&1)" = 0 ]; }
+gui_undo
+
+# ---- 5. pixel checks (ImageMagick) --------------------------------------------------------------
+out=$work/out
+
+# mask W H KIND X Y W H [GROW] -> a PNG path: white inside the shape grown by GROW px
+mask() {
+    local f=$work/mask-$RANDOM$RANDOM.png w=$1 h=$2 kind=$3 x=$4 y=$5 mw=$6 mh=$7 g=${8:-0}
+    if [ "$kind" = rect ]; then
+        convert -size "${w}x$h" xc:black -fill white \
+            -draw "rectangle $((x - g)),$((y - g)) $((x + mw - 1 + g)),$((y + mh - 1 + g))" "$f"
+    else
+        local cx cy rx ry
+        cx=$(awk -v a="$x" -v b="$mw" 'BEGIN{print a + b / 2}')
+        cy=$(awk -v a="$y" -v b="$mh" 'BEGIN{print a + b / 2}')
+        rx=$(awk -v a="$mw" -v g="$g" 'BEGIN{r = a / 2 + g; print (r > 0 ? r : 0.5)}')
+        ry=$(awk -v a="$mh" -v g="$g" 'BEGIN{r = a / 2 + g; print (r > 0 ? r : 0.5)}')
+        convert -size "${w}x$h" xc:black -fill white -draw "ellipse $cx,$cy $rx,$ry 0,360" "$f"
+    fi
+    echo "$f"
+}
+
+# largest channel difference of two images under a mask (0 = identical there)
+maxdiff() {
+    convert "$1" "$2" -alpha off -compose difference -composite -separate \
+        -evaluate-sequence max "$3" -compose multiply -composite -format '%[max]' info: 2>&1
+}
+
+# check_sel NAME KIND X Y W H FEATHER: outside the selection (grown by the feather) the
+# composite is unchanged; inside (shrunk by it) something changed.
+check_sel() {
+    local t=$1 kind=$2 x=$3 y=$4 w=$5 h=$6 f=$7
+    local before=$out/$t-before.png after=$out/$t-after.png
+    [ -f "$before" ] && [ -f "$after" ] || { bad "$t" "result images missing"; return; }
+    local W H
+    W=$(identify -format '%w' "$before") H=$(identify -format '%h' "$before")
+    local may keep core d
+    may=$(mask "$W" "$H" "$kind" "$x" "$y" "$w" "$h" $((f + 2)))
+    keep=$work/keep-$t.png
+    convert "$may" -negate "$keep"
+    d=$(maxdiff "$before" "$after" "$keep")
+    [ "$d" = 0 ] || { bad "$t" "pixels outside the selection changed (max diff $d)"; return; }
+    core=$(mask "$W" "$H" "$kind" "$x" "$y" "$w" "$h" $((-f)))
+    d=$(maxdiff "$before" "$after" "$core")
+    [ "$d" != 0 ] || { bad "$t" "nothing changed inside the selection"; return; }
+    ok "$t"
+}
+
+for t in "${PASSED_MARKERS[@]}"; do
+    case $t in
+    txt2img-rgb-rect | inprocess | stop-fallback) check_sel "$t" rect 16 12 48 40 0 ;;
+    model-folder) check_sel "$t" rect 20 10 40 30 0 ;;
+    txt2img-gray-size) check_sel "$t" rect 0 0 40 32 0 ;;
+    img2img-rgba-ellipse) check_sel "$t" ellipse 20 14 52 44 8 ;;
+    img2img-big-layer) check_sel "$t" rect 0 0 96 80 0 ;;
+    inpaint-gray-ellipse) check_sel "$t" ellipse 24 16 40 36 6 ;;
+    inpaint-rgb16-rect) check_sel "$t" rect 30 20 36 28 0 ;;
+    inpaint-rgba-ellipse) check_sel "$t" ellipse 40 28 30 26 6 ;;
+    denoise-rgb-ellipse) check_sel "$t" ellipse 16 12 64 52 10 ;;
+    denoise-rgb16-rect) check_sel "$t" rect 8 8 64 48 0 ;;
+    outpaint-uncovered)
+        # the patch keeps its pixels away from its border; the canvas around it changes
+        check_sel "$t" rect 0 0 96 80 0 ;;
+    outpaint-rgb16-grow)
+        # grown by 16/8/24/0 px: the old picture sits at (16, 8); the engine regenerates a
+        # 32 px band inside each extended side (left, top, right) and keeps the rest exactly
+        if [ "$(identify -format '%wx%h' "$out/$t-after.png")" != 136x88 ]; then
+            bad "$t" "composite is not 136x88"
+        else
+            convert "$out/$t-after.png" -crop 96x80+16+8 +repage "$work/$t-old.png"
+            d=$(maxdiff "$out/$t-before.png" "$work/$t-old.png" "$(mask 96 80 rect 32 32 32 48)")
+            if [ "$d" = 0 ]; then ok "$t"
+            else bad "$t" "the old picture changed beyond the overlap band (max diff $d)"; fi
+        fi ;;
+    txt2img-new-image)
+        if [ "$(identify -format '%wx%h' "$out/new-image.png")" = 64x48 ] &&
+           [ "$(convert "$out/new-image.png" -format '%[fx:standard_deviation > 0]' info:)" = 1 ]
+        then ok "$t"; else bad "$t" "new image is not a 64x48 picture"; fi ;;
+    seeds)
+        if ! same "$out/seed-a.png" "$out/seed-b.png"; then bad "$t" "same seed, different layers"
+        elif same "$out/seed-a.png" "$out/seed-c.png"; then bad "$t" "different seeds, same layer"
+        else ok "$t"; fi ;;
+    last-vals)
+        if same "$out/lastvals-a.png" "$out/lastvals-b.png"; then ok "$t"
+        else bad "$t" "RUN-WITH-LAST-VALS gave another layer"; fi ;;
+    *) ok "$t" ;;
+    esac
+done
+
+# ---- 6. isolation ---------------------------------------------------------------------------------
+[ ! -e "$HOME/.config/GIMP" ] || bad isolation "GIMP wrote a profile outside GIMP2_DIRECTORY"
+finish
