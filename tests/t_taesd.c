@@ -186,7 +186,7 @@ int main(int argc, char **argv)
     (void)argc;
     char self[1024];
     snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(tmpdir, sizeof tmpdir, "%s/t_taesd.tmp", dirname(self));
+    snprintf(tmpdir, sizeof tmpdir, "%s/taesd-tmp", dirname(self));
     mkdir(tmpdir, 0755);
     sd_error err = {0};
     sd_ctx_params cp = sd_ctx_params_default();

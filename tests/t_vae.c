@@ -226,6 +226,7 @@ static void test_golden(void)
         golden("f32 single file", m, c);
     }
     sd_model_free(m);
+    remove(f32);
     sd_st_close(c);
 }
 
@@ -694,7 +695,7 @@ int main(int argc, char **argv)
     snprintf(self, sizeof self, "%s", argv[0]);
     const char *dir = dirname(self);
     snprintf(sd_bin, sizeof sd_bin, "%s/../sd", dir);
-    snprintf(tmpdir, sizeof tmpdir, "%s/t_vae.tmp", dir);
+    snprintf(tmpdir, sizeof tmpdir, "%s/vae-tmp", dir);
     mkdir(tmpdir, 0755);
     sd_error err = {0};
     sd_ctx_params cp = sd_ctx_params_default();
