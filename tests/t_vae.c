@@ -675,6 +675,54 @@ static void test_cli(void)
         CHECK(mean < 0.06, "PNG from tiled decode: mean |diff| %g", mean);
     }
     free(back), free(want);
+    /* --sample --seed 105 draws the img2img case's VAE noise (its generator's first draw) */
+    sd_st_file *p = NULL;
+    CHECK(sd_st_open(t_data("tiny-sd15/pipeline_img2img.safetensors"), &p, &err) == SD_OK,
+          "%s", err.msg);
+    if (p) {
+        const char *names[] = {"image"};
+        CHECK(sd_st_write(tmp("init.safetensors"), names, sd_st_tensor(p, "init_image"), 1,
+                          NULL, &err) == SD_OK,
+              "%s", err.msg);
+        snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s --sample --seed 105", model,
+                 tmp("init.safetensors"), tmp("sample.safetensors"));
+        CHECK(run(args) == 0, "sd %s", args);
+        float *mean = get(p, "vae_encode0.mean", NULL), *lv = get(p, "vae_encode0.logvar", NULL);
+        float *noise = get(p, "randn0", NULL), want_s[1024];
+        for (int i = 0; i < 1024; i++)
+            want_s[i] = 0.18215f * (mean[i] + expf(0.5f * lv[i]) * noise[i]);
+        CHECK(sd_st_open(tmp("sample.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
+        if (l) {
+            float *got = get(l, "latents", NULL);
+            t_close("sd vae-encode --sample --seed 105 vs img2img", got, want_s, 1024, GOLD_ATOL,
+                    GOLD_RTOL);
+            free(got);
+            sd_st_close(l);
+        }
+        free(mean), free(lv), free(noise);
+        sd_st_close(p);
+    }
+    /* TAESD: the case latents -> PNG equals the case's clamped decode within quantisation */
+    snprintf(args, sizeof args, "vae-decode --taesd -m %s -i %s -o %s --16bit",
+             t_data("taesd/taesd_decoder.safetensors"), t_data("taesd/taesd_cases.safetensors"),
+             tmp("taesd.png"));
+    CHECK(run(args) == 0, "sd %s", args);
+    sd_st_file *tc = NULL;
+    CHECK(sd_st_open(t_data("taesd/taesd_cases.safetensors"), &tc, &err) == SD_OK, "%s",
+          err.msg);
+    back = NULL;
+    CHECK(sd_cli_png_read(tmp("taesd.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    if (tc && back && w == 128 && h == 128) {
+        float *ref = get(tc, "decoded_clamped", NULL);
+        double worst = 0;
+        for (int i = 0; i < 128 * 128; i++)
+            for (int k = 0; k < 3; k++)
+                worst = fmax(worst, fabs(back[4 * i + k] - ref[k * 128 * 128 + i]));
+        CHECK(worst <= 0.5 / 65535 + 1e-4, "TAESD PNG vs decoded_clamped: %g", worst);
+        free(ref);
+    }
+    free(back);
+    sd_st_close(tc);
     /* errors: a size that is not a multiple of 8, a missing input */
     float odd[12 * 10 * 3] = {0};
     CHECK(sd_cli_png_write(tmp("odd.png"), odd, 12, 10, 3, 8, msg, sizeof msg) == 0, "%s", msg);
