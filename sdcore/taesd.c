@@ -383,7 +383,10 @@ static sd_status alloc_bufs(float *bufs[3], int64_t n, sd_error *err)
     for (int i = 0; i < 3; i++)
         bufs[i] = sd_malloc(bytes);
     if (!bufs[0] || !bufs[1] || !bufs[2]) {
-        sd_free(bufs[0]), sd_free(bufs[1]), sd_free(bufs[2]);
+        for (int i = 0; i < 3; i++) {
+            sd_free(bufs[i]);
+            bufs[i] = NULL;
+        }
         return sd_fail_nomem(err, "TAESD activations");
     }
     return SD_OK;
