@@ -26,7 +26,8 @@ typedef enum bench_kind {
 typedef struct bench_fig {
     const char *key;        /* the bench.json name */
     bench_kind kind;
-    const char *model;      /* model file stem under the models folder: "sd15", "sd21" */
+    const char *model;      /* model file stem under the models folder: "sd15", "sd21",
+                               "sd21-novae" (made by sd bench: decodes with TAESD), "taesd" */
     int batch, size, steps; /* size in pixels; steps for txt2img */
     bool fp32;              /* float32 products even where bf16 ones are available */
     bool taesd;             /* txt2img decodes with TAESD */
@@ -43,7 +44,7 @@ typedef struct bench_env {
 /* What one figure reports (sent through a pipe from the child that ran it). */
 typedef struct bench_result {
     int status;             /* 0 ran; 1 failed; 2 cannot run in this build (missing) */
-    char msg[256];          /* why not, for status 1 and 2 */
+    char msg[256];          /* why not, for status 1 and 2; txt2img: the phase times */
     int runs;
     double wall[BENCH_MAX_RUNS], cpu[BENCH_MAX_RUNS]; /* seconds, timed runs */
     double first_wall;      /* the warm-up run, which also packs the weights */
@@ -57,6 +58,11 @@ typedef struct bench_result {
 /* Path of the model of `stem` into buf: the random checkpoint under env->models, or
  * env->taesd for "taesd". */
 void bench_model_path(const bench_env *env, const char *stem, char *buf, size_t cap);
+
+/* Write <models>/sd21-novae-random-f16.safetensors, the SD 2.1 checkpoint without its VAE
+ * (so a generation decodes with TAESD), unless it exists.  Returns false with a message in
+ * msg on failure; true also when there is no SD 2.1 checkpoint to start from. */
+bool bench_make_novae(const bench_env *env, char *msg, size_t cap);
 
 /* Run figure f in this (child) process and fill *r; never exits. */
 void bench_run(const bench_fig *f, const bench_env *env, bench_result *r);

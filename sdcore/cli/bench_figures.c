@@ -6,6 +6,7 @@
 #include "cli/bench.h"
 #include "internal/ctx.h"
 #include "internal/pack.h"
+#include "internal/safetensors.h"
 #include "internal/taesd.h"
 #include "internal/text_encoder.h"
 #include "internal/unet.h"
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 void bench_model_path(const bench_env *env, const char *stem, char *buf, size_t cap)
@@ -24,6 +26,40 @@ void bench_model_path(const bench_env *env, const char *stem, char *buf, size_t 
         snprintf(buf, cap, "%s", env->taesd);
     else
         snprintf(buf, cap, "%s/%s-random-f16.safetensors", env->models, stem);
+}
+
+bool bench_make_novae(const bench_env *env, char *msg, size_t cap)
+{
+    char src[1024], dst[1024];
+    bench_model_path(env, "sd21", src, sizeof src);
+    bench_model_path(env, "sd21-novae", dst, sizeof dst);
+    struct stat sb;
+    if (stat(dst, &sb) == 0 || stat(src, &sb) != 0)
+        return true;
+    sd_error err = {0};
+    sd_st_file *f = NULL;
+    if (sd_st_open(src, &f, &err) != SD_OK) {
+        snprintf(msg, cap, "%s", err.msg);
+        return false;
+    }
+    const char **names = malloc(f->n * sizeof *names);
+    sd_tensor *ts = malloc(f->n * sizeof *ts);
+    size_t n = 0;
+    for (size_t i = 0; names && ts && i < f->n; i++) {
+        const sd_tensor *t = sd_st_tensor(f, f->entries[i].name);
+        if (t && strncmp(f->entries[i].name, "first_stage_model.", 18) != 0) {
+            names[n] = f->entries[i].name;
+            ts[n++] = *t;
+        }
+    }
+    bool ok = names && ts &&
+              sd_st_write(dst, names, ts, n, f->metadata_json, &err) == SD_OK;
+    if (!ok)
+        snprintf(msg, cap, "%s", names && ts ? err.msg : "out of memory");
+    free(names);
+    free(ts);
+    sd_st_close(f);
+    return ok;
 }
 
 static double now(void)
@@ -283,20 +319,89 @@ static void run_autoencoder(sd_ctx *ctx, const sd_model *m, const bench_fig *f, 
     free(a.logvar);
 }
 
+/* ---- whole txt2img runs ------------------------------------------------------------------------ */
+
+typedef struct gen_watch {
+    double t0;               /* when sd_generate was called */
+    double start[4];         /* seconds after t0 at which each sd_phase was first seen */
+    int steps;
+} gen_watch;
+
+static bool gen_progress(const sd_progress *p, void *user)
+{
+    gen_watch *g = user;
+    if ((unsigned)p->phase < 4 && g->start[p->phase] < 0)
+        g->start[p->phase] = now() - g->t0;
+    g->steps = p->n_steps;
+    return true;
+}
+
+/* A generation as a host runs it: ctx, model load(s), sd_generate; timed as one run. */
+static void run_txt2img(const char *path, const bench_env *env, const bench_fig *f,
+                        bench_result *r)
+{
+    double t0 = now(), c0 = cpu_now();
+    sd_error err = {0};
+    sd_ctx_params cp = sd_ctx_params_default();
+    cp.n_threads = env->threads;
+    cp.precision = f->fp32 ? SD_PRECISION_FP32 : SD_PRECISION_BF16;
+    sd_ctx *ctx = NULL;
+    sd_model *m = NULL, *taesd = NULL;
+    sd_gen_result res = {0};
+    if (sd_ctx_new(&cp, &ctx, &err) != SD_OK || sd_model_load(ctx, path, &m, &err) != SD_OK ||
+        (f->taesd && sd_model_load(ctx, env->taesd, &taesd, &err) != SD_OK)) {
+        fail(r, 1, err.msg);
+    } else {
+        sd_gen_params p = sd_gen_params_default(SD_TASK_TXT2IMG);
+        p.prompt = "a photograph of an astronaut riding a horse on the moon, detailed";
+        p.sampler = SD_SAMPLER_EULER;
+        p.steps = f->steps;
+        p.cfg = f->steps == 1 ? 1.0f : 7.5f; /* 1 step: guidance off (SD-Turbo style) */
+        p.seed = 1;
+        p.width = p.height = p.resolution = f->size;
+        p.taesd = taesd;
+        gen_watch g = {.start = {-1, -1, -1, -1}};
+        p.progress = gen_progress;
+        p.progress_user = &g;
+        double load = now() - t0;
+        g.t0 = now();
+        if (sd_generate(ctx, m, &p, &res, &err) != SD_OK) {
+            fail(r, 1, err.msg);
+        } else {
+            double end = now() - g.t0;
+            r->runs = 1;
+            r->wall[0] = r->first_wall = now() - t0;
+            r->cpu[0] = cpu_now() - c0;
+            r->gflop = (double)ctx->flops * 1e-9;
+            r->pack_mb = (double)sd_pack_total_bytes() / 1048576.0;
+            /* phases: load, then text -> sample -> decode as the callbacks saw them */
+            double ts = g.start[SD_PHASE_SAMPLE], td = g.start[SD_PHASE_DECODE];
+            snprintf(r->msg, sizeof r->msg, "load %.2f s, text %.2f s, %d steps %.2f s, "
+                     "decode %.2f s", load, ts >= 0 ? ts : 0, g.steps,
+                     ts >= 0 && td >= 0 ? td - ts : 0, td >= 0 ? end - td : 0);
+            snprintf(r->kernel, sizeof r->kernel, "%s", sd_ctx_matmul_name(ctx));
+        }
+    }
+    sd_gen_result_free(&res);
+    sd_model_free(taesd);
+    sd_model_free(m);
+    sd_ctx_free(ctx);
+}
+
 /* ---- entry -------------------------------------------------------------------------------- */
 
 void bench_run(const bench_fig *f, const bench_env *env, bench_result *r)
 {
     memset(r, 0, sizeof *r);
     int repeats = f->repeats ? f->repeats : env->repeats;
-    if (f->kind == BENCH_TXT2IMG) {
-        fail(r, 2, "no sd_generate in this build (branch 'pipeline' not merged yet)");
-        return;
-    }
     char path[1024];
     bench_model_path(env, f->model, path, sizeof path);
     if (f->kind == BENCH_UNET_ERROR) {
         run_unet_error(path, env, f, r);
+        return;
+    }
+    if (f->kind == BENCH_TXT2IMG) {
+        run_txt2img(path, env, f, r);
         return;
     }
     sd_error err = {0};
