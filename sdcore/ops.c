@@ -3,6 +3,12 @@
  * because they share one way of splitting work over the ctx pool and one way of reading
  * weights, and the networks should see none of it.
  *
+ * Where the kernel table has packed micro-kernels that beat sgemm (AVX-512), or the ctx
+ * multiplies in bf16, linear, conv2d and attention check their arguments here and then run
+ * in ops_packed.c on weights packed once per model; what follows about sgemm, converted
+ * weight blocks and attention tiles describes the path of the other tables (scalar
+ * reference, AVX2).  Every matrix product adds its FLOPs to ctx->flops.
+ *
  * THREADING.  OpenBLAS is told once per process to run single-threaded
  * (openblas_set_num_threads(1)): its worker threads spin and fight the ctx pool on a shared
  * 2-core machine.  Every op instead cuts its work into independent items (GEMM blocks,
@@ -21,9 +27,8 @@
  * pieces of W (CONV_KC columns, so the piece is still in cache when sgemm packs it).  A
  * block is converted once per work item, about 1 / (2 x item columns) of the item's GEMM
  * work; measured on one core the F16 convolutions run as fast as the F32 ones (~90-100
- * GFLOP/s for 3x3 C320 at 64x64 and C1280 at 16x16).  Packing weights once at load time is
- * left to the packed GEMM that will replace sgemm (gemm_nt/gemm_nn are where it plugs in).
- * Bias, gamma and beta vectors are converted whole per call.
+ * GFLOP/s for 3x3 C320 at 64x64 and C1280 at 16x16).  Bias, gamma and beta vectors are
+ * converted whole per call (on both paths).
  *
  * CONVOLUTION is implicit GEMM per (image, output-position tile, output-channel block):
  * y tile = sum over reduction chunks of W[block, chunk] x im2col[chunk, tile], where the
