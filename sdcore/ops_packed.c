@@ -253,7 +253,10 @@ typedef struct lin_job {
     int64_t M, K, Kp, N;
     int64_t mb, nb, n_mb, kc;
     void *scratch;    /* per slot: A panels of one (row block, reduction block) */
+    char *apack;      /* or, when several column blocks share a row block, all of them
+                         packed once: region (row block, reduction block) */
     size_t slot_bytes;
+    int64_t n_kb;
 } lin_job;
 
 /* Pack rows [m0, m0 + mm) x columns [k0, k0 + nk) of x into A panels at dst. */
@@ -288,18 +291,44 @@ static void pack_x_bf16(const sd_kernels *k, const float *x, int64_t K, int64_t 
     }
 }
 
+/* A panels of rows [m0, m0 + mm) x reduction block [k0, k0 + nk) into dst. */
+static void lin_pack_a(const lin_job *j, int64_t m0, int64_t mm, int64_t k0, int64_t nk,
+                       void *dst)
+{
+    if (j->bf16)
+        pack_x_bf16(j->k, j->x, j->K, m0, mm, k0, nk, dst);
+    else
+        pack_x_f32(j->x, j->K, m0, mm, k0, nk, dst);
+}
+
+/* pre-pack item: (row block, reduction block) */
+static void lin_prepack_item(void *arg, int64_t item, int slot)
+{
+    (void)slot;
+    const lin_job *j = arg;
+    int64_t m0 = (item / j->n_kb) * j->mb, k0 = (item % j->n_kb) * j->kc;
+    lin_pack_a(j, m0, SD_MIN(j->mb, j->M - m0), k0, SD_MIN(j->kc, j->K - k0),
+               j->apack + (size_t)item * j->slot_bytes);
+}
+
 static void lin_item(void *arg, int64_t item, int slot)
 {
     const lin_job *j = arg;
-    int64_t m0 = (item % j->n_mb) * j->mb, n0 = (item / j->n_mb) * j->nb;
+    int64_t mbi = item % j->n_mb;
+    int64_t m0 = mbi * j->mb, n0 = (item / j->n_mb) * j->nb;
     int64_t mm = SD_MIN(j->mb, j->M - m0), nn = SD_MIN(j->nb, j->N - n0);
-    void *ap = (char *)j->scratch + (size_t)slot * j->slot_bytes;
     for (int64_t k0 = 0; k0 < j->K; k0 += j->kc) {
         int64_t nk = SD_MIN(j->kc, j->K - k0);
         bool acc = k0 > 0;
+        void *ap;
+        if (j->apack) {
+            ap = j->apack + (size_t)(mbi * j->n_kb + k0 / j->kc) * j->slot_bytes;
+        } else {
+            ap = (char *)j->scratch + (size_t)slot * j->slot_bytes;
+            lin_pack_a(j, m0, mm, k0, nk, ap);
+        }
         if (j->bf16) {
             int64_t np = ceil_div(nk, 2);
-            pack_x_bf16(j->k, j->x, j->K, m0, mm, k0, nk, ap);
             for (int64_t n = 0; n < nn; n += NR) {
                 const uint16_t *b = (const uint16_t *)j->wp + (n0 + n) * j->Kp + k0 * NR;
                 for (int64_t i = 0; i < mm; i += MR)
@@ -308,7 +337,6 @@ static void lin_item(void *arg, int64_t item, int slot)
                                     (int)SD_MIN(MR, mm - i), (int)SD_MIN(NR, nn - n), acc);
             }
         } else {
-            pack_x_f32(j->x, j->K, m0, mm, k0, nk, ap);
             for (int64_t n = 0; n < nn; n += NR) {
                 const float *b = (const float *)j->wp + (n0 + n) * j->K + k0 * NR;
                 for (int64_t i = 0; i < mm; i += MR)
@@ -344,11 +372,21 @@ sd_status sd_packed_linear(sd_ctx *ctx, const float *x, int64_t M, int64_t K,
     j.nb = ceil_div(n_panels, n_nb) * NR;
     int64_t items = j.n_mb * ceil_div(N, j.nb);
     int64_t kc = SD_MIN(j.kc, K);
+    j.n_kb = ceil_div(K, j.kc);
     j.slot_bytes = (size_t)(j.mb * round_up(kc, 2)) * (j.bf16 ? 2 : 4);
-    st = slot_scratch(sd_par_slots(ctx, items), j.slot_bytes, &j.scratch, err);
+    if (n_nb > 1) {
+        /* several column blocks per row block (few rows, e.g. the text encoder's 77):
+         * pack each row block once, not once per column block */
+        st = slot_scratch((int)(j.n_mb * j.n_kb), j.slot_bytes, (void **)&j.apack, err);
+        if (st == SD_OK)
+            sd_par_run(ctx, j.n_mb * j.n_kb, lin_prepack_item, &j);
+    } else {
+        st = slot_scratch(sd_par_slots(ctx, items), j.slot_bytes, &j.scratch, err);
+    }
     if (st == SD_OK)
         sd_par_run(ctx, items, lin_item, &j);
     sd_free(j.scratch);
+    sd_free(j.apack);
     sd_free(pw.owned);
     return st;
 }
@@ -369,7 +407,11 @@ typedef struct conv_job {
     int64_t kc;
     int64_t pt, ob, n_pt, n_ob;
     void *scratch;      /* per slot: im2col rows (float) [+ bf16 pairs] */
+    char *bpack;        /* or, with several channel blocks per position tile, every B block
+                           built once: region (image, position tile, reduction block), laid
+                           out as a slot */
     size_t col_floats, slot_bytes;
+    int64_t n_kb;
 } conv_job;
 
 /* Rows [k0, k0 + nk) of the im2col matrix for output positions [p0, p0 + np) of one image
@@ -451,6 +493,49 @@ static void im2col_pairs(const conv_job *j, const float *x, int64_t k0, int64_t 
     }
 }
 
+/* The B block of reduction rows [k0, k0 + nk) for positions [p0, p0 + np) of image xn:
+ * fp32 im2col rows into col (row stride np) unless x serves in place, and in bf16 the pair
+ * rows into colb (row stride 2 * round_up(np, NR)).  *b, *ldb: the fp32 rows to use. */
+static void conv_build_b(const conv_job *j, const float *xn, int64_t k0, int64_t nk,
+                         int64_t p0, int64_t np, float *col, uint16_t *colb, const float **b,
+                         int64_t *ldb)
+{
+    *b = xn + k0 * j->P + p0; /* direct: row k of x is channel k */
+    *ldb = j->P;
+    bool pairs_from_x = j->bf16 && !j->direct && j->p.stride == 1;
+    if (!j->direct && !pairs_from_x) {
+        im2col(j, xn, k0, nk, p0, np, col, np);
+        *b = col;
+        *ldb = np;
+    }
+    if (!j->bf16)
+        return;
+    const int64_t ldb16 = round_up(np, NR);
+    if (pairs_from_x) {
+        im2col_pairs(j, xn, k0, nk, p0, np, colb, ldb16);
+        return;
+    }
+    for (int64_t pr = 0; 2 * pr < nk; pr++)
+        j->k->pack_bf16_pairs(*b + 2 * pr * *ldb,
+                              2 * pr + 1 < nk ? *b + (2 * pr + 1) * *ldb : NULL,
+                              colb + pr * 2 * ldb16, (size_t)np);
+}
+
+/* pre-pack item: (image, position tile, reduction block) */
+static void conv_prepack_item(void *arg, int64_t item, int slot)
+{
+    (void)slot;
+    const conv_job *j = arg;
+    int64_t kbi = item % j->n_kb, rest = item / j->n_kb;
+    int64_t p0 = (rest % j->n_pt) * j->pt, n = rest / j->n_pt;
+    int64_t k0 = kbi * j->kc;
+    float *col = (float *)(j->bpack + (size_t)item * j->slot_bytes);
+    const float *b;
+    int64_t ldb;
+    conv_build_b(j, j->x + n * j->C * (int64_t)j->H * j->W, k0, SD_MIN(j->kc, j->CK - k0), p0,
+                 SD_MIN(j->pt, j->P - p0), col, (uint16_t *)(col + j->col_floats), &b, &ldb);
+}
+
 static void conv_item(void *arg, int64_t item, int slot)
 {
     const conv_job *j = arg;
@@ -461,33 +546,30 @@ static void conv_item(void *arg, int64_t item, int slot)
     int64_t no = SD_MIN(j->ob, j->O - o0), np = SD_MIN(j->pt, j->P - p0);
     const float *xn = j->x + n * j->C * (int64_t)j->H * j->W;
     float *yo = j->y + (n * j->O + o0) * j->P + p0;
-    float *col = (float *)((char *)j->scratch + (size_t)slot * j->slot_bytes);
-    uint16_t *colb = (uint16_t *)(col + j->col_floats);
     const int64_t ldb16 = round_up(np, NR); /* bf16 pair rows: every column readable */
     for (int64_t k0 = 0; k0 < j->CK; k0 += j->kc) {
         int64_t nk = SD_MIN(j->kc, j->CK - k0);
         bool acc = k0 > 0;
-        const float *b = xn + k0 * j->P + p0; /* direct: row k of x is channel k */
+        float *col;
+        const float *b = xn + k0 * j->P + p0;
         int64_t ldb = j->P;
-        bool pairs_from_x = j->bf16 && !j->direct && j->p.stride == 1;
-        if (!j->direct && !pairs_from_x) {
-            im2col(j, xn, k0, nk, p0, np, col, np);
-            b = col;
-            ldb = np;
+        if (j->bpack) {
+            col = (float *)(j->bpack + (size_t)(rest * j->n_kb + k0 / j->kc) * j->slot_bytes);
+            if (!j->direct) {
+                b = col;
+                ldb = np;
+            }
+        } else {
+            col = (float *)((char *)j->scratch + (size_t)slot * j->slot_bytes);
+            conv_build_b(j, xn, k0, nk, p0, np, col, (uint16_t *)(col + j->col_floats), &b,
+                         &ldb);
         }
         if (j->bf16) {
-            int64_t npair = ceil_div(nk, 2);
-            if (pairs_from_x)
-                im2col_pairs(j, xn, k0, nk, p0, np, colb, ldb16);
-            else
-                for (int64_t pr = 0; pr < npair; pr++)
-                    j->k->pack_bf16_pairs(b + 2 * pr * ldb,
-                                          2 * pr + 1 < nk ? b + (2 * pr + 1) * ldb : NULL,
-                                          colb + pr * 2 * ldb16, (size_t)np);
+            const uint16_t *colb = (const uint16_t *)(col + j->col_floats);
             const uint16_t *wa = (const uint16_t *)j->wp + o0 * j->CKp + k0 * MR;
             for (int64_t q = 0; q < np; q += NR)
                 for (int64_t i = 0; i < no; i += MR)
-                    j->k->gemm_bf16(npair, wa + i * j->CKp, colb + 2 * q, 2 * ldb16,
+                    j->k->gemm_bf16(ceil_div(nk, 2), wa + i * j->CKp, colb + 2 * q, 2 * ldb16,
                                     yo + i * j->P + q, j->P, (int)SD_MIN(MR, no - i),
                                     (int)SD_MIN(NR, np - q), acc);
         } else {
@@ -548,10 +630,21 @@ sd_status sd_packed_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int
     size_t colb = j.bf16 ? (size_t)(ceil_div(j.kc, 2) * 2 * round_up(j.pt, NR)) : 0;
     j.slot_bytes = (size_t)round_up((int64_t)(j.col_floats * sizeof(float) +
                                               colb * sizeof(uint16_t)), 64);
-    st = slot_scratch(sd_par_slots(ctx, items), j.slot_bytes, &j.scratch, err);
+    j.n_kb = ceil_div(j.CK, j.kc);
+    if (j.n_ob > 1 && j.slot_bytes > 0) {
+        /* several channel blocks per position tile (small images): build each B block once,
+         * not once per channel block; few tiles, so this stays a few MiB */
+        int64_t regions = (int64_t)N * j.n_pt * j.n_kb;
+        st = slot_scratch((int)regions, j.slot_bytes, (void **)&j.bpack, err);
+        if (st == SD_OK)
+            sd_par_run(ctx, regions, conv_prepack_item, &j);
+    } else {
+        st = slot_scratch(sd_par_slots(ctx, items), j.slot_bytes, &j.scratch, err);
+    }
     if (st == SD_OK)
         sd_par_run(ctx, items, conv_item, &j);
     sd_free(j.scratch);
+    sd_free(j.bpack);
     sd_free(pw.owned);
     return st;
 }
