@@ -407,11 +407,11 @@ typedef struct conv_job {
     int64_t kc;
     int64_t pt, ob, n_pt, n_ob;
     void *scratch;      /* per slot: im2col rows (float) [+ bf16 pairs] */
-    char *bpack;        /* or, with several channel blocks per position tile, every B block
-                           built once: region (image, position tile, reduction block), laid
-                           out as a slot */
+    char *bpack;        /* or, with several channel blocks per position tile, the B blocks
+                           of one reduction block built once per pass: region (image,
+                           position tile), laid out as a slot */
     size_t col_floats, slot_bytes;
-    int64_t n_kb;
+    int64_t k_begin, k_end; /* the reduction rows this pass covers */
 } conv_job;
 
 /* Rows [k0, k0 + nk) of the im2col matrix for output positions [p0, p0 + np) of one image
@@ -521,19 +521,18 @@ static void conv_build_b(const conv_job *j, const float *xn, int64_t k0, int64_t
                               colb + pr * 2 * ldb16, (size_t)np);
 }
 
-/* pre-pack item: (image, position tile, reduction block) */
+/* pre-pack item: (image, position tile) for the pass's reduction block */
 static void conv_prepack_item(void *arg, int64_t item, int slot)
 {
     (void)slot;
     const conv_job *j = arg;
-    int64_t kbi = item % j->n_kb, rest = item / j->n_kb;
-    int64_t p0 = (rest % j->n_pt) * j->pt, n = rest / j->n_pt;
-    int64_t k0 = kbi * j->kc;
+    int64_t p0 = (item % j->n_pt) * j->pt, n = item / j->n_pt;
     float *col = (float *)(j->bpack + (size_t)item * j->slot_bytes);
     const float *b;
     int64_t ldb;
-    conv_build_b(j, j->x + n * j->C * (int64_t)j->H * j->W, k0, SD_MIN(j->kc, j->CK - k0), p0,
-                 SD_MIN(j->pt, j->P - p0), col, (uint16_t *)(col + j->col_floats), &b, &ldb);
+    conv_build_b(j, j->x + n * j->C * (int64_t)j->H * j->W, j->k_begin, j->k_end - j->k_begin,
+                 p0, SD_MIN(j->pt, j->P - p0), col, (uint16_t *)(col + j->col_floats), &b,
+                 &ldb);
 }
 
 static void conv_item(void *arg, int64_t item, int slot)
@@ -547,14 +546,14 @@ static void conv_item(void *arg, int64_t item, int slot)
     const float *xn = j->x + n * j->C * (int64_t)j->H * j->W;
     float *yo = j->y + (n * j->O + o0) * j->P + p0;
     const int64_t ldb16 = round_up(np, NR); /* bf16 pair rows: every column readable */
-    for (int64_t k0 = 0; k0 < j->CK; k0 += j->kc) {
-        int64_t nk = SD_MIN(j->kc, j->CK - k0);
+    for (int64_t k0 = j->k_begin; k0 < j->k_end; k0 += j->kc) {
+        int64_t nk = SD_MIN(j->kc, j->k_end - k0);
         bool acc = k0 > 0;
         float *col;
         const float *b = xn + k0 * j->P + p0;
         int64_t ldb = j->P;
         if (j->bpack) {
-            col = (float *)(j->bpack + (size_t)(rest * j->n_kb + k0 / j->kc) * j->slot_bytes);
+            col = (float *)(j->bpack + (size_t)rest * j->slot_bytes);
             if (!j->direct) {
                 b = col;
                 ldb = np;
@@ -580,7 +579,7 @@ static void conv_item(void *arg, int64_t item, int slot)
                                    (int)SD_MIN(MR, no - i), (int)SD_MIN(NR, np - q), acc);
         }
     }
-    if (j->bias)
+    if (j->bias && j->k_end == j->CK)
         for (int64_t o = 0; o < no; o++)
             j->k->scale_shift_f32(yo + o * j->P, yo + o * j->P, (size_t)np, 0.0f, 1.0f,
                                   j->bias[o0 + o]);
@@ -630,19 +629,25 @@ sd_status sd_packed_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int
     size_t colb = j.bf16 ? (size_t)(ceil_div(j.kc, 2) * 2 * round_up(j.pt, NR)) : 0;
     j.slot_bytes = (size_t)round_up((int64_t)(j.col_floats * sizeof(float) +
                                               colb * sizeof(uint16_t)), 64);
-    j.n_kb = ceil_div(j.CK, j.kc);
     if (j.n_ob > 1 && j.slot_bytes > 0) {
         /* several channel blocks per position tile (small images): build each B block once,
-         * not once per channel block; few tiles, so this stays a few MiB */
-        int64_t regions = (int64_t)N * j.n_pt * j.n_kb;
+         * not once per channel block, one reduction block per pass (the tiles are few: the
+         * blocks of a pass take about as much as the per-slot scratch otherwise) */
+        int64_t regions = (int64_t)N * j.n_pt;
         st = slot_scratch((int)regions, j.slot_bytes, (void **)&j.bpack, err);
-        if (st == SD_OK)
+        for (int64_t k0 = 0; st == SD_OK && k0 < j.CK; k0 += j.kc) {
+            j.k_begin = k0;
+            j.k_end = SD_MIN(k0 + j.kc, j.CK);
             sd_par_run(ctx, regions, conv_prepack_item, &j);
+            sd_par_run(ctx, items, conv_item, &j);
+        }
     } else {
+        j.k_begin = 0;
+        j.k_end = j.CK;
         st = slot_scratch(sd_par_slots(ctx, items), j.slot_bytes, &j.scratch, err);
+        if (st == SD_OK)
+            sd_par_run(ctx, items, conv_item, &j);
     }
-    if (st == SD_OK)
-        sd_par_run(ctx, items, conv_item, &j);
     sd_free(j.scratch);
     sd_free(j.bpack);
     sd_free(pw.owned);
