@@ -97,8 +97,9 @@ static inline __m512bh bcast_pair(const uint16_t *p)
     return (__m512bh)_mm512_set1_epi32(v);
 }
 
+/* scores into s [nk][32]; *m0, *m1 (in: the running maxima) become the maxima with them */
 static void att_scores_bf16(const uint16_t *qp, int dh, const uint16_t *kb, int64_t kb_rs,
-                            int nk, int causal, float *s)
+                            int nk, int causal, float *s, __m512 *m0, __m512 *m1)
 {
     enum { NQ = SD_ATT_NQ };
     int dp = (dh + 1) / 2;
@@ -126,27 +127,67 @@ static void att_scores_bf16(const uint16_t *qp, int dh, const uint16_t *kb, int6
             int j = j0 + r;
             int64_t lim = (int64_t)j - causal; /* lanes q < lim cannot see key j */
             uint32_t hide = lim <= 0 ? 0 : lim >= NQ ? 0xFFFFFFFFu : (1u << lim) - 1u;
-            _mm512_storeu_ps(s + j * NQ, _mm512_mask_mov_ps(c0[r], (__mmask16)hide, ninf));
-            _mm512_storeu_ps(s + j * NQ + 16,
-                             _mm512_mask_mov_ps(c1[r], (__mmask16)(hide >> 16), ninf));
+            __m512 v0 = _mm512_mask_mov_ps(c0[r], (__mmask16)hide, ninf);
+            __m512 v1 = _mm512_mask_mov_ps(c1[r], (__mmask16)(hide >> 16), ninf);
+            _mm512_storeu_ps(s + j * NQ, v0);
+            _mm512_storeu_ps(s + j * NQ + 16, v1);
+            *m0 = _mm512_max_ps(*m0, v0);
+            *m1 = _mm512_max_ps(*m1, v1);
         }
     }
 }
 
-/* pp [nk2/2][32][2]: the probabilities of keys 2i and 2i+1 per lane, bf16 */
-static void att_pack_p(const float *s, int nk, uint16_t *pp)
+/* exp(x) for x <= 0 (or -inf) to about 1e-5 relative: enough for probabilities that are
+ * rounded to bf16 (2^-9) before they multiply; x below SD_EXP_ARG_MIN gives 0 */
+static inline __m512 exp_neg_ps(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(SD_EXP_ARG_MIN), x);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(SD_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SD_LN2_HI), x);
+    __m512 p = _mm512_set1_ps(1.0f / 120);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* The online-softmax step fused with the bf16 packing: from the scores s [nk][32] and the
+ * block's maxima m0/m1, the probabilities go straight into pp [nk2/2][32][2] (keys 2i,
+ * 2i+1 per lane); sum and mx are updated, *alpha0/1 returned (as att_softmax). */
+static void att_softmax_pack(const float *s, int nk, __m512 m0, __m512 m1, float *mx,
+                             float *sum, uint16_t *pp, __m512 *alpha0, __m512 *alpha1)
 {
     enum { NQ = SD_ATT_NQ };
     __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
                                    8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    __m512 ninf = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
+    __m512 old0 = _mm512_loadu_ps(mx), old1 = _mm512_loadu_ps(mx + 16);
+    m0 = _mm512_max_ps(m0, old0);
+    m1 = _mm512_max_ps(m1, old1);
+    /* lanes with nothing visible yet subtract 0 instead of -inf */
+    __m512 z[2] = {_mm512_mask_mov_ps(m0, _mm512_cmp_ps_mask(m0, ninf, _CMP_EQ_OQ), zero),
+                   _mm512_mask_mov_ps(m1, _mm512_cmp_ps_mask(m1, ninf, _CMP_EQ_OQ), zero)};
+    __m512 l[2] = {zero, zero};
     for (int j = 0; j < nk; j += 2)
         for (int h = 0; h < 2; h++) {
-            __m512 a = _mm512_loadu_ps(s + j * NQ + 16 * h);
-            __m512 b = j + 1 < nk ? _mm512_loadu_ps(s + (j + 1) * NQ + 16 * h)
-                                  : _mm512_setzero_ps();
+            __m512 a = exp_neg_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j * NQ + 16 * h), z[h]));
+            __m512 b = j + 1 < nk ? exp_neg_ps(_mm512_sub_ps(
+                                        _mm512_loadu_ps(s + (j + 1) * NQ + 16 * h), z[h]))
+                                  : zero;
+            l[h] = _mm512_add_ps(l[h], _mm512_add_ps(a, b));
             __m512i pr = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(b, a));
             _mm512_storeu_si512(pp + j * NQ + 32 * h, pr);
         }
+    __m512 a0 = exp_ps(_mm512_sub_ps(old0, z[0])), a1 = exp_ps(_mm512_sub_ps(old1, z[1]));
+    _mm512_storeu_ps(sum, _mm512_fmadd_ps(_mm512_loadu_ps(sum), a0, l[0]));
+    _mm512_storeu_ps(sum + 16, _mm512_fmadd_ps(_mm512_loadu_ps(sum + 16), a1, l[1]));
+    _mm512_storeu_ps(mx, m0);
+    _mm512_storeu_ps(mx + 16, m1);
+    *alpha0 = a0;
+    *alpha1 = a1;
 }
 
 static void att_update_bf16(const uint16_t *pp, int nk, const uint16_t *vp, int dh,
@@ -202,10 +243,9 @@ static void sd_k_attn_block_bf16__avx512bf16(const uint16_t *qp, int dh, const u
                                              int causal, float *ot, float *mx, float *sum,
                                              float *s, uint16_t *pp)
 {
-    att_scores_bf16(qp, dh, kb, kb_rs, nk, causal, s);
-    __m512 alpha0, alpha1;
-    att_softmax(s, nk, mx, sum, &alpha0, &alpha1);
-    att_pack_p(s, nk, pp);
+    __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, alpha0, alpha1;
+    att_scores_bf16(qp, dh, kb, kb_rs, nk, causal, s, &m0, &m1);
+    att_softmax_pack(s, nk, m0, m1, mx, sum, pp, &alpha0, &alpha1);
     att_update_bf16(pp, nk, vp, dh, alpha0, alpha1, ot);
 }
 
