@@ -22,6 +22,12 @@
 
 #include <math.h>
 
+/* Results must not depend on the compiler fusing a * b + c (GCC never does in ISO C mode;
+ * clang would within an expression when the target has FMA). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* ---- Mersenne Twister ------------------------------------------------------------------ */
 
 #define MT_M 397
