@@ -41,7 +41,7 @@ static const int64_t global_mid_max = SD_VAE_GLOBAL_MID_MAX;
 typedef struct conv {
     const sd_tensor *w;   /* [O, C, k, k] (1x1 may also be stored [O, C]); NULL: absent */
     const sd_tensor *b;   /* [O] */
-    int cout, cin, k;
+    int cout, cin;
 } conv;
 
 typedef struct norm {
@@ -168,7 +168,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
     if (b->shape[0] != o)
         return sd_fail(err, SD_ERR_FORMAT, "tensor %s.bias has %lld elements, expected %lld",
                        base, (long long)b->shape[0], (long long)o);
-    c->w = w, c->b = b, c->cout = (int)o, c->cin = (int)ci, c->k = k;
+    c->w = w, c->b = b, c->cout = (int)o, c->cin = (int)ci;
     return SD_OK;
 }
 
