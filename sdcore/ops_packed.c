@@ -31,7 +31,6 @@
  * (512 fp32 / 1024 bf16) pay because every block reloads and stores the C tile; output
  * tiles of 128 positions.  Single-thread convolutions 3x3 at SD sizes then run at ~100
  * GFLOP/s fp32 (OpenBLAS sgemm with im2col: ~90) and ~185 bf16, of peaks 117 and 235. */
-#include "internal/half.h"
 #include "internal/kernels.h"
 #include "internal/ops_packed.h"
 #include "internal/pack.h"
