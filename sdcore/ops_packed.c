@@ -13,19 +13,25 @@
  *   is contiguous: it starts k0*MR (A) or k0*NR (B) elements into the panel (k0 even).
  *
  * CONVOLUTION is implicit GEMM per (image, tile of output positions, block of output
- * channels): for each reduction block, the im2col rows of the position tile are built in
- * the slot's scratch (bf16: then rounded into pairs), and every 8 x 32 tile of the output
- * block accumulates W-panel x column-panel.  1x1 stride-1 unpadded convolutions read x in
- * place (fp32).  Nothing proportional to the whole layer is ever built.
+ * channels): for each reduction block, the B block of the position tile is built in the
+ * slot's scratch - fp32 im2col rows, or in bf16 the pair rows (straight from x for stride 1,
+ * zero padding included, by pack_bf16_pairs_span) - and every 8 x 32 tile of the output
+ * block accumulates W-panel x B-panel.  1x1 stride-1 unpadded convolutions read x in place
+ * (fp32).  Small images, where several channel blocks share a position tile, build each B
+ * block once per reduction block in a pass of their own instead.  Nothing proportional to
+ * the whole layer is ever built.  In bf16 precision, convolutions with fewer than
+ * BF16_MIN_CHANNELS channels in or out (first and last layers) stay fp32.
  *
- * LINEAR packs its activations per (row block, reduction block) into A panels and runs them
- * against the cached B panels of W.
+ * LINEAR packs its activations per (row block, reduction block) into A panels (once, shared,
+ * when few rows leave several column blocks per row block) and runs them against the cached
+ * B panels of W.
  *
  * ATTENTION is flash attention with the queries on the vector lanes: per (batch, head, 128
  * queries) four query tiles of 32 are transposed and scaled once, then the key blocks
- * stream through the table's attn_block_f32 (scores, online softmax, output update), each
- * block applied to the four tiles while it is in cache; the score matrix never exists
- * beyond one block of one tile.
+ * stream through the table's attn_block_f32 / attn_block_bf16 (scores, online softmax,
+ * output update; in bf16 each key block is converted once for the four tiles), each block
+ * applied to the four tiles while it is in cache; the score matrix never exists beyond one
+ * block of one tile.
  *
  * Blocking, measured on AMD Zen 4 (32 KiB L1d, 1 MiB L2 per core): long reduction blocks
  * (512 fp32 / 1024 bf16) pay because every block reloads and stores the C tile; output
