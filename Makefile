@@ -97,7 +97,11 @@ fuzz-build: $(FUZZ_BIN)
 $(B)/fuzz/%: tests/fuzz/%.c $(B)/libsdcore.a
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ  $@"
-	$(Q)$(CC) $(CFLAGS) $(SD_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libsdcore.a $(SD_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(SD_CFLAGS) -fsanitize=fuzzer -o $@ $< $(filter %.o,$^) \
+	  $(B)/libsdcore.a $(SD_LIBS) $(FUZZ_LIBS)
+# the CLI's PNG reader is not part of the library: its target links it, and zlib (CRCs)
+$(B)/fuzz/fuzz_cli_png: $(B)/sdcore/cli/image_png.o
+$(B)/fuzz/fuzz_cli_png: FUZZ_LIBS := -lz
 
 # clean: remove every build folder
 clean:
