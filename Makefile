@@ -152,7 +152,12 @@ $(B)/gimp-sd: $(PLUGIN_OBJ) $(B)/libsdcore.a
 	$(Q)$(CC) $(CFLAGS) -o $@ $(PLUGIN_OBJ) $(B)/libsdcore.a $(PLUGIN_LIBS) $(SD_LIBS)
 
 # install: copy the plug-in into the user's GIMP plug-ins folder (see GIMP2_DIRECTORY above)
+# The profile must exist: GIMP sets up a profile (brushes, gradients, ...) only when its
+# folder is missing, so creating it here would leave a broken one.
 install: $(B)/gimp-sd
+	@test -d "$(GIMP_PROFILE)" || { echo "gimp-sd: the GIMP profile $(GIMP_PROFILE) does not \
+	exist yet: start GIMP once (e.g. gimp-console-2.10 -i -b '(gimp-quit 0)'), then install"; \
+	exit 1; }
 	install -d "$(PLUGIN_DEST)"
 	install -m 0755 $(B)/gimp-sd "$(PLUGIN_DEST)/gimp-sd"
 

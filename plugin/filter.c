@@ -385,10 +385,10 @@ static void attach_parasite(gint32 layer, const job *j, const char *model_path,
                            model_path);
     if (j->f == SDP_IMG2IMG || j->f == SDP_INPAINT || j->f == SDP_DENOISE)
         g_string_append_printf(text, "strength-used=%s\n",
-                               g_ascii_dtostr(s, sizeof s, r->strength));
+                               g_ascii_formatd(s, sizeof s, "%.7g", r->strength));
     if (j->f == SDP_DENOISE)
         g_string_append_printf(text, "noise-sigma=%s\n",
-                               g_ascii_dtostr(n, sizeof n, r->noise_sigma));
+                               g_ascii_formatd(n, sizeof n, "%.7g", r->noise_sigma));
     GimpParasite *par =
         gimp_parasite_new(SDP_PARASITE, GIMP_PARASITE_PERSISTENT | GIMP_PARASITE_UNDOABLE,
                           (guint32)text->len + 1, text->str);

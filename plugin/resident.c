@@ -263,11 +263,11 @@ void sdp_resident_main(void)
         gimp_extension_ack();
         return;
     }
-    gegl_init(NULL, NULL);
     engine = sdp_engine_new();
     idle_ms = idle_from_env();
     install_temp_procs();
-    gimp_extension_ack();
+    gimp_extension_ack();        /* GIMP's start-up waits for this: everything else after */
+    gegl_init(NULL, NULL);
     gimp_extension_enable();
     loop = g_main_loop_new(NULL, FALSE);
     g_main_loop_run(loop);

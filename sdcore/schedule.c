@@ -27,12 +27,16 @@ const char *sd_sampler_kind_name(sd_sampler_kind k)
 {
     static const char *const names[SD_SAMPLER_COUNT] = {"euler", "euler_a", "ddim", "dpmpp_2m",
                                                          "lcm"};
+    if (k == SD_SAMPLER_AUTO)
+        return "auto";
     return (unsigned)k < SD_SAMPLER_COUNT ? names[k] : "?";
 }
 
 const char *sd_spacing_name(sd_spacing s)
 {
     static const char *const names[SD_SPACING_COUNT] = {"leading", "trailing", "linspace"};
+    if (s == SD_SPACING_AUTO)
+        return "auto";
     return (unsigned)s < SD_SPACING_COUNT ? names[s] : "?";
 }
 

@@ -29,7 +29,7 @@ typedef enum layer_kind { L_CONV, L_CONV_DOWN, L_BLOCK, L_RELU, L_UPSAMPLE } lay
 typedef struct conv {
     const sd_tensor *w;   /* [O, C, k, k] */
     const sd_tensor *b;   /* [O] or NULL */
-    int cout, cin, k;
+    int cout, cin;
 } conv;
 
 typedef struct layer {
@@ -92,7 +92,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
     if (b && (!is_float(b) || b->ndim != 1 || b->shape[0] != w->shape[0]))
         return sd_fail(err, SD_ERR_FORMAT, "tensor %s does not match %lld outputs", name,
                        (long long)w->shape[0]);
-    c->w = w, c->b = b, c->cout = (int)w->shape[0], c->cin = (int)w->shape[1], c->k = k;
+    c->w = w, c->b = b, c->cout = (int)w->shape[0], c->cin = (int)w->shape[1];
     return SD_OK;
 }
 
@@ -379,7 +379,10 @@ static sd_status alloc_bufs(float *bufs[3], int64_t n, sd_error *err)
     for (int i = 0; i < 3; i++)
         bufs[i] = sd_malloc(bytes);
     if (!bufs[0] || !bufs[1] || !bufs[2]) {
-        sd_free(bufs[0]), sd_free(bufs[1]), sd_free(bufs[2]);
+        for (int i = 0; i < 3; i++) {
+            sd_free(bufs[i]);
+            bufs[i] = NULL;
+        }
         return sd_fail_nomem(err, "TAESD activations");
     }
     return SD_OK;

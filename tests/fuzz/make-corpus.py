@@ -149,6 +149,9 @@ def main():
         [("a", "F64", [2], bytes(16)), ("b", "BF16", [1, 1, 1, 1, 2], bytes(4)),
          ("c", "I64", [], bytes(8)), ("d", "U8", [0, 3], b""), ("e", "I32", [3], bytes(12)),
          ("f", "F8_E4M3", [2], b"\1\2")], meta={"format": "pt", "k\u00e9y": "v\\u\""}))
+    # metadata keys that are one C string (refused: sd_st_meta could not tell them apart)
+    nul = b'{"__metadata__":{"a\\u0000x":"1","a\\u0000y":"2"}}'
+    put("fuzz_safetensors", "meta-nul-keys.safetensors", struct.pack("<Q", len(nul)) + nul)
     # an odd header length puts the data section off alignment (the aligned-copy path)
     odd = b'{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
     put("fuzz_safetensors", "misaligned.safetensors",

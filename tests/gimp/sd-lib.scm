@@ -90,6 +90,28 @@
     (gimp-file-save RUN-NONINTERACTIVE dup flat f f)
     (gimp-image-delete dup)))
 
+; Where a filter may change the composite: the selection (soft, as GIMP fills through it)
+; within rect (x y w h), rendered white on black over the canvas and saved as PNG.  Without a
+; selection, all of rect.
+(define (sd-save-change-mask img rect name)
+  (let* ((dup (car (gimp-image-duplicate img)))
+         (w (car (gimp-image-width dup))) (h (car (gimp-image-height dup)))
+         (type (if (= (car (gimp-image-base-type dup)) GRAY) GRAY-IMAGE RGB-IMAGE))
+         (m (car (gimp-layer-new dup w h type "mask" 100 LAYER-MODE-NORMAL)))
+         (f (sd-path sd-out name)))
+    (gimp-image-insert-layer dup m 0 0)
+    (gimp-context-push)
+    (gimp-context-set-foreground '(0 0 0))
+    (gimp-drawable-fill m FILL-FOREGROUND)                ; ignores the selection
+    (gimp-image-select-rectangle dup
+      (if (= (car (gimp-selection-is-empty dup)) 1) CHANNEL-OP-REPLACE CHANNEL-OP-INTERSECT)
+      (car rect) (cadr rect) (caddr rect) (cadddr rect))
+    (gimp-context-set-foreground '(255 255 255))
+    (gimp-edit-fill m FILL-FOREGROUND)                    ; through the selection
+    (gimp-context-pop)
+    (gimp-file-save RUN-NONINTERACTIVE dup m f f)
+    (gimp-image-delete dup)))
+
 ; One layer saved alone (its own size) as PNG.
 (define (sd-save-layer img layer name)
   (let ((f (sd-path sd-out name)))

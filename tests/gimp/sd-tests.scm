@@ -133,7 +133,8 @@
   (let* ((img (sd-load "rgb.png")) (d (sd-active img)))
     (sd-fails-cleanly "taesd" img
       (lambda () (sd-call "plug-in-sd-txt2img" (list img d)
-                          (list (cons "model" (sd-path sd-data "taesd/taesd_decoder.safetensors")))))
+                          (list (cons "model"
+                                      (sd-path sd-data "taesd/taesd_decoder.safetensors")))))
       "TAESD" "not a Stable Diffusion checkpoint")
     (gimp-image-delete img)))
 
@@ -203,6 +204,7 @@
          (n0 (sd-n-layers img))
          (pos0 (car (gimp-image-get-item-position img d))))
     (sd-save-composite img (string-append tag "-before.png"))
+    (sd-save-change-mask img want-rect (string-append tag "-mask.png"))
     (let* ((r (sd-call proc (list img d) overrides))
            (layer (car r)) (seed (cadr r))
            (par (sd-parasite layer))
@@ -210,7 +212,8 @@
       (sd-msg "SD-RESULT " tag ": layer " layer " seed " seed " name \"" name "\"")
       (sd-assert (= (car (gimp-item-is-layer layer)) 1) tag ": not a layer")
       (sd-assert (= (sd-n-layers img) (+ n0 1)) tag ": layer count")
-      (sd-assert (= (car (gimp-image-get-item-position img layer)) pos0) tag ": not above the source")
+      (sd-assert (= (car (gimp-image-get-item-position img layer)) pos0)
+                 tag ": not above the source")
       (sd-assert (= (car (gimp-image-get-item-position img d)) (+ pos0 1)) tag ": source moved")
       (sd-assert-rect tag layer want-rect)
       (sd-assert (sd-contains? name "SD ") tag ": layer name " name)
@@ -247,6 +250,24 @@
       (sd-assert (sd-contains? (sd-parasite layer) "\nprompt=café \"q\"\\nline \\\\ end\n")
                  "parasite prompt: " (sd-parasite layer))
       (sd-assert (sd-contains? (sd-parasite layer) "\nwidth=40\nheight=32\n") "parasite size"))
+    (gimp-image-delete img)))
+
+(define (test-txt2img-rgb16-ellipse)
+  ; a feathered ellipse: the layer covers its bounds, transparent outside it
+  (let ((img (sd-load "rgb16.png")))
+    (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 14 10 60 50)
+    (gimp-selection-feather img 8)
+    (sd-filter-case "txt2img-rgb16-ellipse" "plug-in-sd-txt2img" img (sd-sel-rect img) '())
+    (gimp-image-delete img)))
+
+(define (test-img2img-gray-rect)
+  (let ((img (sd-load "gray.png")))
+    (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 24 20 48 36)
+    (let ((layer (sd-filter-case "img2img-gray-rect" "plug-in-sd-img2img" img '(24 20 48 36)
+                                 '(("strength" . 0.9)))))
+      (sd-assert (= (car (gimp-drawable-is-gray layer)) 1) "gray layer")
+      (sd-assert (sd-contains? (sd-parasite layer) "strength-used=0.9") "strength used: "
+                 (sd-parasite layer)))
     (gimp-image-delete img)))
 
 (define (test-img2img-rgba-ellipse)
@@ -326,6 +347,14 @@
     (sd-assert (= (car (gimp-image-get-precision img)) PRECISION-U16-GAMMA) "precision kept")
     (gimp-image-delete img)))
 
+(define (test-outpaint-gray-right)
+  (let* ((img (sd-load "gray.png")) (d (sd-active img)))
+    (let ((layer (sd-filter-case "outpaint-gray-right" "plug-in-sd-outpaint" img '(0 0 136 80)
+                                 '(("extend-right" . 40)))))
+      (sd-assert (= (car (gimp-drawable-is-gray layer)) 1) "gray layer"))
+    (sd-assert-rect "source" d '(0 0 96 80))
+    (gimp-image-delete img)))
+
 (define (test-outpaint-uncovered)
   ; all extends 0: fill what the offset patch leaves of the canvas, no resize
   (let* ((img (sd-load-with-patch)))
@@ -341,7 +370,8 @@
     (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 20 10 40 30)
     (let ((layer (sd-filter-case "model-folder" "plug-in-sd-img2img" img '(20 10 40 30)
                                  '(("model" . "tiny-sd15-diffusers")))))
-      (sd-assert (sd-contains? (sd-parasite layer) "/diffusers\n") "model file: " (sd-parasite layer)))
+      (sd-assert (sd-contains? (sd-parasite layer) "/diffusers\n")
+                 "model file: " (sd-parasite layer)))
     (gimp-image-delete img)))
 
 (define (test-txt2img-new-image)
@@ -381,7 +411,8 @@
            (seed (cadr r)))
       (sd-msg "SD-RESULT random seed " seed)
       (sd-assert (and (>= seed 0) (<= seed 2147483647)) "random seed range " seed)
-      (sd-assert (sd-contains? (sd-parasite (car r)) (string-append "seed=" (number->string seed) "\n"))
+      (sd-assert (sd-contains? (sd-parasite (car r))
+                               (string-append "seed=" (number->string seed) "\n"))
                  "random seed recorded"))
     (gimp-image-delete img)))
 
