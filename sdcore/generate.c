@@ -131,9 +131,13 @@ static sd_status validate(const sd_model *m, const sd_gen_params *p, sd_error *e
                        sd_family_name(mi.family));
     if (!mi.has_text_encoder)
         return sd_fail(err, SD_ERR_INVALID_ARG, "the model has no text encoder");
+    if (!mi.has_vae && p->task != SD_TASK_TXT2IMG)
+        return sd_fail(err, SD_ERR_INVALID_ARG,
+                       "the model has no VAE: %s needs it to encode the picture (a TAESD model "
+                       "only decodes here)", sd_task_name(p->task));
     if (!mi.has_vae && !p->taesd)
         return sd_fail(err, SD_ERR_INVALID_ARG,
-                       "the model has no VAE: give a TAESD model to encode and decode with");
+                       "the model has no VAE: give a TAESD model to decode with");
     if (p->taesd) {
         sd_model_info ti;
         sd_model_get_info(p->taesd, &ti);

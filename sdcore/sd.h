@@ -410,7 +410,8 @@ typedef struct sd_gen_result {
 } sd_gen_result;
 
 /* Run one filter.  Before any work the peak memory of the request is estimated and the
- * request refused (SD_ERR_TOO_LARGE) when it would not fit.  m must have a UNet, text encoder and VAE (or p->taesd for decoding);
+ * request refused (SD_ERR_TOO_LARGE) when it would not fit.  m must have a UNet, text encoder
+ * and VAE (txt2img may decode with p->taesd instead);
  * inpainting models (9 input channels) serve inpaint and outpaint only.
  * Errors: SD_ERR_INVALID_ARG (a parameter out of range, a missing or empty mask, a NaN or
  * infinite sample in the image or mask, the wrong model kind for the task; the message says

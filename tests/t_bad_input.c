@@ -2,7 +2,7 @@
  * other test covers, each with what must happen (docs/bad-input.md is the table):
  * 1x1 pictures and extreme aspect ratios in every filter, whole and empty and out-of-range
  * masks, NaN and infinite samples, malformed prompts, out-of-range filter parameters, and
- * malformed PNG files on the command line (a tiny file declaring a 2 GB text chunk, a cut
+ * models missing their text encoder or VAE, malformed PNG files on the command line (a tiny file declaring a 2 GB text chunk, a cut
  * file, a file that is no PNG, a missing file, a mask of the wrong size).  A refused call
  * must leave the caller's buffers untouched, the result zero and nothing allocated; the
  * tool must exit non-zero with one line naming the file and write no output. */
@@ -290,6 +290,83 @@ static void test_prompts_and_params(void)
     free(img.data);
 }
 
+/* ---- models with parts missing ------------------------------------------------------------------ */
+
+/* A diffusers folder in the scratch space holding the golden model's `parts` (symlinks). */
+static const char *partial_folder(const char *name, const char *const *parts, int n)
+{
+    static char dir[1024];
+    char abs[1024], link[1400], target[1400], index[2048] = "{";
+    snprintf(dir, sizeof dir, "%s", t_tmp(name));
+    mkdir(dir, 0755);
+    CHECK(realpath(t_data("tiny-sd15/diffusers"), abs) != NULL, "realpath");
+    for (int i = 0; i < n; i++) {
+        snprintf(link, sizeof link, "%s/%s", dir, parts[i]);
+        snprintf(target, sizeof target, "%s/%s", abs, parts[i]);
+        remove(link);
+        CHECK(symlink(target, link) == 0, "symlink %s", link);
+        snprintf(index + strlen(index), sizeof index - strlen(index), "%s\"%s\": []",
+                 i ? ", " : "", parts[i]);
+    }
+    strcat(index, "}");
+    snprintf(link, sizeof link, "%s/model_index.json", dir);
+    FILE *f = fopen(link, "w");
+    CHECK(f && fputs(index, f) >= 0 && fclose(f) == 0, "model_index.json");
+    return dir;
+}
+
+static void remove_folder(const char *dir, const char *const *parts, int n)
+{
+    char path[1400];
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, parts[i]);
+        remove(path);
+    }
+    snprintf(path, sizeof path, "%s/model_index.json", dir);
+    remove(path);
+    rmdir(dir);
+}
+
+static void test_model_parts(void)
+{
+    static const char *const no_text[] = {"unet", "vae"};
+    static const char *const no_vae[] = {"unet", "text_encoder"};
+    sd_model *taesd_dec = NULL;
+    sd_error err = {0};
+    CHECK(sd_model_load(ctx, t_data("taesd/taesd_decoder.safetensors"), &taesd_dec, &err) ==
+              SD_OK, "%s", err.msg);
+    const char *dir = partial_folder("bad-input-no-text", no_text, 2);
+    sd_model *m = NULL;
+    CHECK(sd_model_load(ctx, dir, &m, &err) == SD_OK, "unet + vae folder: %s", err.msg);
+    sd_gen_params p = base(SD_TASK_TXT2IMG);
+    if (m)
+        expect_fail("txt2img without a text encoder", m, &p, SD_ERR_INVALID_ARG,
+                    "no text encoder");
+    sd_model_free(m);
+    remove_folder(dir, no_text, 2);
+
+    dir = partial_folder("bad-input-no-vae", no_vae, 2);
+    m = NULL;
+    CHECK(sd_model_load(ctx, dir, &m, &err) == SD_OK, "unet + text folder: %s", err.msg);
+    if (m) {
+        expect_fail("txt2img without a VAE", m, &p, SD_ERR_INVALID_ARG, "give a TAESD model");
+        p.taesd = sd15; /* not a TAESD model */
+        expect_fail("a checkpoint given as the TAESD", m, &p, SD_ERR_INVALID_ARG,
+                    "not a TAESD model");
+        p.taesd = taesd_dec; /* decodes: works */
+        expect_ok("txt2img without a VAE, TAESD decoder", m, &p, 64, 64, NULL);
+        sd_image img = make_image(64, 48, 3, 0.4f);
+        p = base(SD_TASK_IMG2IMG);
+        p.init = &img;
+        p.taesd = taesd_dec; /* but cannot encode */
+        expect_fail("img2img without a VAE encoder", m, &p, SD_ERR_INVALID_ARG, "VAE");
+        free(img.data);
+    }
+    sd_model_free(m);
+    remove_folder(dir, no_vae, 2);
+    sd_model_free(taesd_dec);
+}
+
 /* ---- PNG files on the command line ------------------------------------------------------------- */
 
 static void write_bytes(const char *path, const void *data, size_t n)
@@ -445,6 +522,7 @@ int main(void)
     test_masks();
     test_non_finite();
     test_prompts_and_params();
+    test_model_parts();
     sd_model_free(sd15);
     sd_model_free(sd15_inpaint);
     sd_ctx_free(ctx);
