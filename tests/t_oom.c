@@ -10,8 +10,9 @@
  * Every allocation is one full generation, so by default the middle of each sweep is
  * sampled with a stride (the first and last HEAD_TAIL allocations always run: setup and
  * output assembly, where a partial result could escape).  SD_OOM_STRIDE=1 runs every
- * allocation of every case (about a minute of CPU at -O2; docs/bad-input.md has the figures);
- * SD_OOM_STRIDE=k any other stride. */
+ * allocation of every case (about a minute of CPU at -O2), SD_OOM_STRIDE=k any other stride;
+ * SD_OOM_ALL=1 adds outpaint, denoise and the inpainting model with each masked-content
+ * mode. */
 #include "harness.h"
 
 #include "internal/common.h"
@@ -25,12 +26,13 @@ enum {
 };
 
 static sd_ctx *ctx;
-static sd_model *sd15;
+static sd_model *sd15, *sd15_inpaint;
 
 typedef struct oom_case {
     const char *name;
     sd_gen_params p;
     int stride;            /* default stride in the middle of the sweep */
+    const sd_model *m;     /* NULL: sd15 */
 } oom_case;
 
 static sd_image make_image(void)
@@ -84,7 +86,8 @@ static void sweep(const oom_case *c)
     sd_gen_result ref = {0}, r;
     const size_t live0 = sd_alloc_live_bytes();
     sd_alloc_fail_after(0, false);
-    sd_status st = sd_generate(ctx, sd15, &c->p, &ref, &err);
+    const sd_model *m = c->m ? c->m : sd15;
+    sd_status st = sd_generate(ctx, m, &c->p, &ref, &err);
     const long total = sd_alloc_fail_after(0, false);
     CHECK(st == SD_OK && ref.image.data, "%s: the counting run failed: %s", c->name, err.msg);
     if (st != SD_OK)
@@ -108,7 +111,7 @@ static void sweep(const oom_case *c)
         err = (sd_error){0};
         const size_t live = sd_alloc_live_bytes();
         sd_alloc_fail_after(n, false);
-        st = sd_generate(ctx, sd15, &c->p, &r, &err);
+        st = sd_generate(ctx, m, &c->p, &r, &err);
         const long counted = sd_alloc_fail_after(0, false);
         runs++;
         bool bad = false;
@@ -148,7 +151,7 @@ static void sweep(const oom_case *c)
     /* nothing that failed left state behind: the same request gives the same picture */
     memset(&r, 0, sizeof r);
     sd_alloc_fail_after(0, false);
-    st = sd_generate(ctx, sd15, &c->p, &r, &err);
+    st = sd_generate(ctx, m, &c->p, &r, &err);
     CHECK(st == SD_OK && r.image.data && r.image.width == ref.image.width &&
               r.image.height == ref.image.height &&
               !memcmp(r.image.data, ref.image.data, image_bytes(&ref.image)),
@@ -169,7 +172,8 @@ static void sweep_repeat(const oom_case *c, int stride)
     sd_gen_result r;
     sd_alloc_fail_after(0, false);
     sd_gen_result ref = {0};
-    CHECK(sd_generate(ctx, sd15, &c->p, &ref, &err) == SD_OK, "%s: %s", c->name, err.msg);
+    const sd_model *m = c->m ? c->m : sd15;
+    CHECK(sd_generate(ctx, m, &c->p, &ref, &err) == SD_OK, "%s: %s", c->name, err.msg);
     const long total = sd_alloc_fail_after(0, false);
     sd_gen_result_free(&ref);
     long bad = 0, first_bad = 0;
@@ -177,7 +181,7 @@ static void sweep_repeat(const oom_case *c, int stride)
         memset(&r, 0xA5, sizeof r);
         const size_t live = sd_alloc_live_bytes();
         sd_alloc_fail_after(n, true);
-        sd_status st = sd_generate(ctx, sd15, &c->p, &r, &err);
+        sd_status st = sd_generate(ctx, m, &c->p, &r, &err);
         sd_alloc_fail_after(0, false);
         if (st != SD_ERR_NOMEM || sd_alloc_live_bytes() != live || !all_zero(&r, sizeof r)) {
             if (!bad++)
@@ -196,7 +200,9 @@ int main(void)
     sd_ctx_params cp = sd_ctx_params_default();
     cp.n_threads = 1; /* one thread: the allocation order is the same in every run */
     if (sd_ctx_new(&cp, &ctx, &err) ||
-        sd_model_load(ctx, t_data("tiny-sd15/model-f16.safetensors"), &sd15, &err)) {
+        sd_model_load(ctx, t_data("tiny-sd15/model-f16.safetensors"), &sd15, &err) ||
+        sd_model_load(ctx, t_data("tiny-sd15-inpaint/model-f16.safetensors"), &sd15_inpaint,
+                      &err)) {
         CHECK(0, "setup: %s", err.msg);
         return t_summary("t_oom");
     }
@@ -210,24 +216,43 @@ int main(void)
     base.seed = 11;
     base.resolution = 64;
 
-    oom_case cases[3] = {{"txt2img", base, 13}, {"img2img", base, 29}, {"inpaint", base, 29}};
+    enum { N_DEFAULT = 3, N_ALL = 9 };
+    static const char *const names[N_ALL] = {
+        "txt2img", "img2img", "inpaint", "outpaint", "denoise", "inpaint-9ch-original",
+        "inpaint-9ch-fill", "inpaint-9ch-latent-noise", "inpaint-9ch-latent-nothing"};
+    oom_case cases[N_ALL];
+    for (int k = 0; k < N_ALL; k++)
+        cases[k] = (oom_case){names[k], base, k == 0 ? 13 : 29, k >= 5 ? sd15_inpaint : NULL};
     cases[0].p.width = 72; /* not the model's size: the resize to the request runs too */
     cases[1].p.task = SD_TASK_IMG2IMG;
-    cases[1].p.init = &img;
-    cases[1].p.mask = &mask;
     cases[1].p.strength = 0.9f;
-    cases[2].p.task = SD_TASK_INPAINT;
-    cases[2].p.init = &img;
-    cases[2].p.mask = &mask;
     cases[2].p.fill = SD_FILL_FILL;
-    for (int k = 0; k < 3; k++)
+    cases[3].p.task = SD_TASK_OUTPAINT;
+    cases[3].p.extend_left = 16;
+    cases[3].p.extend_bottom = 8;
+    cases[4].p.task = SD_TASK_DENOISE;
+    cases[4].p.strength = 0.6f;
+    cases[4].p.tile = 64;
+    for (int k = 5; k < N_ALL; k++)
+        cases[k].p.fill = (sd_fill)(k - 5);
+    for (int k = 1; k < N_ALL; k++) {
+        cases[k].p.init = &img;
+        if (k == 1 || k == 2 || k >= 5) {
+            cases[k].p.mask = &mask;
+            cases[k].p.task = k == 1 ? SD_TASK_IMG2IMG : SD_TASK_INPAINT;
+        }
+    }
+    const char *all = getenv("SD_OOM_ALL");
+    const int n = all && *all && strcmp(all, "0") ? N_ALL : N_DEFAULT;
+    for (int k = 0; k < n; k++)
         sweep(&cases[k]);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < n; k++)
         sweep_repeat(&cases[k], stride_from_env(97));
 
     free(img.data);
     free(mask.data);
     sd_model_free(sd15);
+    sd_model_free(sd15_inpaint);
     sd_ctx_free(ctx);
     CHECK(sd_alloc_live_bytes() == 0, "%zu bytes live at the end", sd_alloc_live_bytes());
     return t_summary("t_oom");
