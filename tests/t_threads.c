@@ -52,18 +52,29 @@ static bool cancel_cb(const sd_progress *pr, void *user)
     return true;
 }
 
+static void preview_cb(const sd_image *img, const sd_progress *pr, void *user)
+{
+    (void)img, (void)pr;
+    cancel_log *l = user;
+    l->wrong_thread += !pthread_equal(pthread_self(), l->caller);
+}
+
 static void test_cancel(sd_ctx *ctx)
 {
-    /* how many times a whole run calls back */
+    /* how many times a whole run calls back (with previews: they too come on this thread) */
     cancel_log full = {.stop_at = 1 << 30, .caller = pthread_self()};
     sd_gen_params p = request(3);
     p.progress = cancel_cb;
     p.progress_user = &full;
+    p.preview = preview_cb;
+    p.preview_user = &full;
     sd_gen_result r = {0};
     sd_error err = {0};
     CHECK(sd_generate(ctx, sd15, &p, &r, &err) == SD_OK, "%s", err.msg);
     sd_gen_result_free(&r);
     CHECK(full.calls > 20, "only %d progress calls in a whole run", full.calls);
+    CHECK(full.wrong_thread == 0, "%d callbacks on another thread", full.wrong_thread);
+    p.preview = NULL;
 
     /* stop at every call in turn, then again at every 4th (the pool's workers must be idle
      * and reusable after each cancelled job) */
