@@ -75,6 +75,15 @@ asan:
 	$(Q)$(MAKE) --no-print-directory B=build-asan \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
 
+# tsan: build the thread tests into build-tsan/ with ThreadSanitizer and run them there: the
+#       pool, the ops on 1-2 threads, cancellation and two ctxs sharing a model (t_threads)
+TSAN_TESTS := t_pool t_ops t_threads
+tsan:
+	$(Q)$(MAKE) --no-print-directory B=build-tsan \
+	  CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	  $(TSAN_TESTS:%=build-tsan/tests/%)
+	$(Q)TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" tests/run-unit-tests.sh build-tsan
+
 # random-models: full-size checkpoints with random weights for benchmarks (about 2 GB each,
 #       never built by all/check): $(B)/models/<arch>-random-<dtype>.safetensors for arch
 #       sd15|sd15-inpaint|sd21 and dtype f16|bf16|f32; this target builds the three f16 ones
@@ -106,11 +115,15 @@ fuzz-build: $(FUZZ_BIN)
 $(B)/fuzz/%: tests/fuzz/%.c $(B)/libsdcore.a
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ  $@"
-	$(Q)$(CC) $(CFLAGS) $(SD_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libsdcore.a $(SD_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(SD_CFLAGS) -fsanitize=fuzzer -o $@ $< $(filter %.o,$^) \
+	  $(B)/libsdcore.a $(SD_LIBS) $(FUZZ_LIBS)
+# the CLI's PNG reader is not part of the library: its target links it, and zlib (CRCs)
+$(B)/fuzz/fuzz_cli_png: $(B)/sdcore/cli/image_png.o
+$(B)/fuzz/fuzz_cli_png: FUZZ_LIBS := -lz
 
 # clean: remove every build folder
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-tsan
 
 # help: list the targets
 help:
@@ -168,6 +181,6 @@ install uninstall:
 endif
 .PHONY: install uninstall
 
-.PHONY: all check asan random-models bench fuzz fuzz-build clean help
+.PHONY: all check asan tsan random-models bench fuzz fuzz-build clean help
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -391,7 +391,7 @@ typedef struct sd_gen_params {
     bool color_match;            /* pull the regenerated colours toward the surroundings
                                     (default true) */
     int extend_left, extend_top, extend_right, extend_bottom; /* outpaint, px >= 0 */
-    int tile;                    /* denoise: tile side in px (0 = model resolution) */
+    int tile;                    /* denoise: tile side in px, 0 = model resolution, else >= 64 */
     const sd_model *taesd;       /* optional TAESD model: previews (and no VAE needed) */
     bool reference;              /* do exactly what the diffusers pipeline does: no resize, no
                                     crop, no blur, no paste-back, no colour matching (tests) */
@@ -431,10 +431,12 @@ typedef struct sd_gen_result {
 } sd_gen_result;
 
 /* Run one filter.  Before any work the peak memory of the request is estimated and the
- * request refused (SD_ERR_TOO_LARGE) when it would not fit.  m must have a UNet, text encoder and VAE (or p->taesd for decoding);
+ * request refused (SD_ERR_TOO_LARGE) when it would not fit.  m must have a UNet, text encoder
+ * and VAE (txt2img may decode with p->taesd instead);
  * inpainting models (9 input channels) serve inpaint and outpaint only.
- * Errors: SD_ERR_INVALID_ARG (a parameter out of range, a missing or empty mask, the wrong
- * model kind for the task; the message says which), SD_ERR_TOO_LARGE (the request would not
+ * Errors: SD_ERR_INVALID_ARG (a parameter out of range, a missing or empty mask, a NaN or
+ * infinite sample in the image or mask, the wrong model kind for the task; the message says
+ * which), SD_ERR_TOO_LARGE (the request would not
  * fit in memory: the message gives the estimate and the limit), SD_ERR_NOMEM, errors of the
  * networks; SD_CANCELLED when the progress callback asked.  On any non-OK status *out is
  * zeroed and nothing was allocated.  Runs on the calling thread with ctx's pool. */
