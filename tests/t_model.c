@@ -15,22 +15,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-
-/* A path in the test's temporary folder; valid until 16 more calls. */
-static const char *tmp(const char *name)
-{
-    static char buf[16][1024];
-    static int slot;
-    char *b = buf[slot++ % 16];
-    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
 /* A path kept in the caller's own buffer. */
 #define TMP_VAR(var, name)                                                                   \
     char var[1024];                                                                          \
-    snprintf(var, sizeof var, "%s", tmp(name))
+    snprintf(var, sizeof var, "%s", t_tmp(name))
 
 static void write_text(const char *path, const char *text)
 {
@@ -427,8 +415,8 @@ static void test_converted(void)
     sd_status st = load(f32, &m, &err);
     CHECK(st == SD_ERR_FORMAT && strstr(err.msg, "attention heads") && strstr(err.msg, "config"),
           "no sidecar: %s", err.msg);
-    copy_file(t_data("tiny-sd15/model-f16.json"), tmp("sd15-f32.json"));
-    copy_file(t_data("tiny-sd15/model-f16.json"), tmp("sd15-bf16.json"));
+    copy_file(t_data("tiny-sd15/model-f16.json"), t_tmp("sd15-f32.json"));
+    copy_file(t_data("tiny-sd15/model-f16.json"), t_tmp("sd15-bf16.json"));
     st = load(f32, &m, &err);
     CHECK(st == SD_OK, "f32 copy: %s", err.msg);
     CHECK(load(t_data("tiny-sd15/model-f16.safetensors"), &h, &err) == SD_OK, "%s", err.msg);
@@ -470,8 +458,8 @@ static void test_converted(void)
     sd_model_free(h);
     remove(f32);
     remove(bf);
-    remove(tmp("sd15-f32.json"));
-    remove(tmp("sd15-bf16.json"));
+    remove(t_tmp("sd15-f32.json"));
+    remove(t_tmp("sd15-bf16.json"));
 }
 
 /* ---- full-size layouts -------------------------------------------------------------------- */
@@ -623,14 +611,14 @@ static void test_taesd(void)
     sd_model_free(b);
 
     /* one file alone */
-    mkdir(tmp("dec"), 0755);
-    copy_file(t_data("taesd/taesd_decoder.safetensors"), tmp("dec/taesd_decoder.safetensors"));
-    CHECK(load(tmp("dec/taesd_decoder.safetensors"), &b, &err) == SD_OK, "%s", err.msg);
+    mkdir(t_tmp("dec"), 0755);
+    copy_file(t_data("taesd/taesd_decoder.safetensors"), t_tmp("dec/taesd_decoder.safetensors"));
+    CHECK(load(t_tmp("dec/taesd_decoder.safetensors"), &b, &err) == SD_OK, "%s", err.msg);
     sd_model_get_info(b, &in);
     CHECK(!in.has_taesd_encoder && in.has_taesd_decoder && in.n_tensors == 67, "decoder alone");
     sd_model_free(b);
-    remove(tmp("dec/taesd_decoder.safetensors"));
-    rmdir(tmp("dec"));
+    remove(t_tmp("dec/taesd_decoder.safetensors"));
+    rmdir(t_tmp("dec"));
 
     /* the same weights in diffusers AutoencoderTiny naming, as a file and as a folder */
     sd_st_file *fe = NULL, *fd = NULL;
@@ -653,11 +641,11 @@ static void test_taesd(void)
                 dot);
         ts[i] = e->t;
     }
-    mkdir(tmp("tiny"), 0755);
+    mkdir(t_tmp("tiny"), 0755);
     TMP_VAR(tiny, "tiny/diffusion_pytorch_model.safetensors");
     CHECK(sd_st_write(tiny, (const char *const *)names, ts, n, NULL, &err) == SD_OK, "%s",
           err.msg);
-    write_text(tmp("tiny/config.json"),
+    write_text(t_tmp("tiny/config.json"),
                "{\"_class_name\": \"AutoencoderTiny\", \"scaling_factor\": 1.0}");
     TMP_VAR(tiny_dir, "tiny");
     const char *paths[2] = {tiny, tiny_dir};
@@ -679,8 +667,8 @@ static void test_taesd(void)
         sd_model_free(b);
     }
     remove(tiny);
-    remove(tmp("tiny/config.json"));
-    rmdir(tmp("tiny"));
+    remove(t_tmp("tiny/config.json"));
+    rmdir(t_tmp("tiny"));
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -887,14 +875,14 @@ static void test_refusals(void)
     expect_fail(p, SD_ERR_FORMAT, "empty file");
     WRITE_BYTES(p, "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":");
     expect_fail(p, SD_ERR_FORMAT, "past the end");
-    expect_fail(tmp("missing.safetensors"), SD_ERR_IO, "cannot open");
+    expect_fail(t_tmp("missing.safetensors"), SD_ERR_IO, "cannot open");
     TMP_VAR(fifo, "fifo.safetensors");
     CHECK(mkfifo(fifo, 0644) == 0, "mkfifo");
     expect_fail(fifo, SD_ERR_IO, "not a regular file");
     remove(fifo);
-    mkdir(tmp("empty"), 0755);
-    expect_fail(tmp("empty"), SD_ERR_FORMAT, "not a diffusers model");
-    rmdir(tmp("empty"));
+    mkdir(t_tmp("empty"), 0755);
+    expect_fail(t_tmp("empty"), SD_ERR_FORMAT, "not a diffusers model");
+    rmdir(t_tmp("empty"));
     remove(p);
     remove(ck);
 
@@ -922,15 +910,15 @@ static void test_diffusers_refusals(void)
     }
     TMP_VAR(d, "pipe");
     mkdir(d, 0755);
-    mkdir(tmp("pipe/unet"), 0755);
+    mkdir(t_tmp("pipe/unet"), 0755);
     char target[1200];
     snprintf(target, sizeof target, "%s/unet/diffusion_pytorch_model.safetensors", abs);
-    CHECK(symlink(target, tmp("pipe/unet/diffusion_pytorch_model.fp16.safetensors")) == 0,
+    CHECK(symlink(target, t_tmp("pipe/unet/diffusion_pytorch_model.fp16.safetensors")) == 0,
           "symlink");
-    write_text(tmp("pipe/model_index.json"),
+    write_text(t_tmp("pipe/model_index.json"),
                "{\"_class_name\": \"StableDiffusionPipeline\", \"unet\": [\"diffusers\", "
                "\"UNet2DConditionModel\"]}");
-    write_text(tmp("pipe/unet/config.json"), "{\"attention_head_dim\": 2}");
+    write_text(t_tmp("pipe/unet/config.json"), "{\"attention_head_dim\": 2}");
     sd_model *m;
     sd_error err;
     CHECK(load(d, &m, &err) == SD_OK, "fp16 variant, unet only: %s", err.msg);
@@ -941,29 +929,29 @@ static void test_diffusers_refusals(void)
               "unet-only folder");
     }
     sd_model_free(m);
-    write_text(tmp("pipe/unet/config.json"), "{\"attention_head_dim\": [2, 2,}");
+    write_text(t_tmp("pipe/unet/config.json"), "{\"attention_head_dim\": [2, 2,}");
     expect_fail(d, SD_ERR_FORMAT, "unet/config.json");
-    write_text(tmp("pipe/unet/config.json"), "{\"attention_head_dim\": 3}");
+    write_text(t_tmp("pipe/unet/config.json"), "{\"attention_head_dim\": 3}");
     expect_fail(d, SD_ERR_FORMAT, "3 attention heads");
     /* without a config: the SD1 default of 8 heads (divides 32 and 64 channels) */
-    remove(tmp("pipe/unet/config.json"));
+    remove(t_tmp("pipe/unet/config.json"));
     CHECK(load(d, &m, &err) == SD_OK && sd_model_get_hparams(m)->unet_heads[2] == 8,
           "SD1 default heads: %s", err.msg);
     sd_model_free(m);
-    write_text(tmp("pipe/model_index.json"),
+    write_text(t_tmp("pipe/model_index.json"),
                "{\"_class_name\": \"StableDiffusionXLPipeline\", \"unet\": [], "
                "\"text_encoder_2\": []}");
     expect_fail(d, SD_ERR_UNSUPPORTED, "SDXL");
-    write_text(tmp("pipe/model_index.json"),
+    write_text(t_tmp("pipe/model_index.json"),
                "{\"_class_name\": \"StableDiffusion3Pipeline\", \"transformer\": []}");
     expect_fail(d, SD_ERR_UNSUPPORTED, "transformer");
-    write_text(tmp("pipe/model_index.json"), "{\"unet\": []}");
-    remove(tmp("pipe/unet/diffusion_pytorch_model.fp16.safetensors"));
-    WRITE_BYTES(tmp("pipe/unet/diffusion_pytorch_model.bin"), "\x80\x02}q\x00.");
+    write_text(t_tmp("pipe/model_index.json"), "{\"unet\": []}");
+    remove(t_tmp("pipe/unet/diffusion_pytorch_model.fp16.safetensors"));
+    WRITE_BYTES(t_tmp("pipe/unet/diffusion_pytorch_model.bin"), "\x80\x02}q\x00.");
     expect_fail(d, SD_ERR_UNSUPPORTED, "pickle");
-    remove(tmp("pipe/unet/diffusion_pytorch_model.bin"));
-    remove(tmp("pipe/model_index.json"));
-    rmdir(tmp("pipe/unet"));
+    remove(t_tmp("pipe/unet/diffusion_pytorch_model.bin"));
+    remove(t_tmp("pipe/model_index.json"));
+    rmdir(t_tmp("pipe/unet"));
     rmdir(d);
 }
 
@@ -998,12 +986,12 @@ static void test_nomem(void)
 {
     TMP_VAR(p, "min.safetensors");
     write_specs(p, sd1_min, SD_ARRAY_LEN(sd1_min), -1, SD_DTYPE_F32);
-    write_text(tmp("min.json"), "{\"unet\": {\"attention_head_dim\": 2}, \"scheduler\": "
+    write_text(t_tmp("min.json"), "{\"unet\": {\"attention_head_dim\": 2}, \"scheduler\": "
                                 "{\"prediction_type\": \"v_prediction\"}}");
     nomem_loop("minimal SD1 + sidecar", p);
     nomem_loop("TAESD pair", t_data("taesd/taesd_encoder.safetensors"));
     remove(p);
-    remove(tmp("min.json"));
+    remove(t_tmp("min.json"));
 }
 
 /* ---- sd info -------------------------------------------------------------------------------- */
@@ -1043,13 +1031,7 @@ static void test_cli(void)
 
 int main(void)
 {
-    const char *td = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/t_model.XXXXXX", td && *td ? td : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-
+    t_tmp_fresh("t_model");
     test_single_files();
     test_openclip_split();
     test_diffusers();
@@ -1060,6 +1042,5 @@ int main(void)
     test_diffusers_refusals();
     test_nomem();
     test_cli();
-    rmdir(tmpdir);
     return t_summary("t_model");
 }

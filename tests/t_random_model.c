@@ -17,17 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][512];
-    static int slot;
-    char *b = buf[slot++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
 static double now(void)
 {
     struct timespec ts;
@@ -395,7 +384,7 @@ static void test_small_models(void)
     sd_error err = {0};
     sd_pool *pool = NULL;
     CHECK(sd_pool_new(3, &pool, &err) == SD_OK, "pool");
-    const char *p1 = tmp_path("sd1.safetensors"), *p2 = tmp_path("sd1-inline.safetensors");
+    const char *p1 = t_tmp("sd1.safetensors"), *p2 = t_tmp("sd1-inline.safetensors");
     sd_model_random_stats s;
     double t0 = now();
     sd_status st = sd_model_random_write(p1, &small_sd1, SD_DTYPE_F16, 7, pool, &s, &err);
@@ -421,7 +410,7 @@ static void test_small_models(void)
     remove(p2);
 
     /* dtypes */
-    const char *p32 = tmp_path("sd1-f32.safetensors"), *pbf = tmp_path("sd1-bf16.safetensors");
+    const char *p32 = t_tmp("sd1-f32.safetensors"), *pbf = t_tmp("sd1-bf16.safetensors");
     CHECK(sd_model_random_write(p32, &small_sd1, SD_DTYPE_F32, 7, pool, NULL, &err) == SD_OK &&
               sd_model_random_write(pbf, &small_sd1, SD_DTYPE_BF16, 7, pool, NULL, &err) ==
                   SD_OK, "f32 and bf16 writes: %s", err.msg);
@@ -433,7 +422,7 @@ static void test_small_models(void)
     remove(p1);
 
     /* inpainting */
-    const char *pi = tmp_path("inpaint.safetensors");
+    const char *pi = t_tmp("inpaint.safetensors");
     CHECK(sd_model_random_write(pi, &small_inpaint, SD_DTYPE_F16, 1, pool, NULL, &err) == SD_OK,
           "inpaint write: %s", err.msg);
     check_loads(pi, &small_inpaint, SD_FAMILY_SD1_INPAINT, SD_DTYPE_F16);
@@ -441,7 +430,7 @@ static void test_small_models(void)
 
     /* SD2: the family default of 64-wide heads cannot split a 16-wide UNet: a clear error
      * naming the fix; with a sidecar stating the head counts it loads */
-    const char *ps = tmp_path("sd2.safetensors"), *pj = tmp_path("sd2.json");
+    const char *ps = t_tmp("sd2.safetensors"), *pj = t_tmp("sd2.json");
     CHECK(sd_model_random_write(ps, &small_sd2, SD_DTYPE_F16, 1, pool, NULL, &err) == SD_OK,
           "sd2 write: %s", err.msg);
     sd_model *m = NULL;
@@ -457,7 +446,7 @@ static void test_small_models(void)
     remove(ps);
 
     /* errors */
-    CHECK(sd_model_random_write(tmp_path("no/dir/x.safetensors"), &small_sd1, SD_DTYPE_F16, 1,
+    CHECK(sd_model_random_write(t_tmp("no/dir/x.safetensors"), &small_sd1, SD_DTYPE_F16, 1,
                                 pool, NULL, &err) == SD_ERR_IO, "unwritable: %s", err.msg);
     size_t live = sd_alloc_live_bytes();
     int nomem = 0;
@@ -478,14 +467,8 @@ static void test_small_models(void)
 
 int main(void)
 {
-    const char *td = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/t_random_model.XXXXXX", td && *td ? td : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    t_tmp_fresh("t_random_model");
     test_full_size_layouts();
     test_small_models();
-    rmdir(tmpdir);
     return t_summary("t_random_model");
 }

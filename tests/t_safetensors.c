@@ -10,17 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][512];
-    static int slot;
-    char *b = buf[slot++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
 /* A safetensors image in memory: 8-byte length, header, `data_len` bytes of 0xAB. */
 static unsigned char *mk(const char *header, size_t data_len, size_t *size)
 {
@@ -74,10 +63,10 @@ static void test_roundtrip(void)
     all[6] = empty;
     const char *meta = "{\"format\": \"pt\", \"golden\": \"{\\\"x\\\": [1, \\\"\\u00e9\\\"]}\"}";
     sd_error err = {0};
-    const char *path = tmp_path("rt.safetensors");
+    const char *path = t_tmp("rt.safetensors");
     sd_status st = sd_st_write(path, names, all, 7, meta, &err);
     CHECK(st == SD_OK, "write: %s", err.msg);
-    CHECK(access(tmp_path("rt.safetensors.tmp"), F_OK) != 0, "temporary file renamed");
+    CHECK(access(t_tmp("rt.safetensors.tmp"), F_OK) != 0, "temporary file renamed");
 
     /* raw layout: header length a multiple of 8, padded with spaces */
     FILE *fp = fopen(path, "rb");
@@ -142,7 +131,7 @@ static void test_roundtrip(void)
     sd_st_close(f);
 
     /* a second write of the same tensors gives the same bytes (deterministic) */
-    const char *path2 = tmp_path("rt2.safetensors");
+    const char *path2 = t_tmp("rt2.safetensors");
     CHECK(sd_st_write(path2, names, all, 7, meta, &err) == SD_OK, "write 2");
     FILE *a = fopen(path, "rb"), *b = fopen(path2, "rb");
     int same = a && b;
@@ -174,7 +163,7 @@ static void test_roundtrip(void)
     sd_tensor bad = t[0];
     bad.ndim = 5;
     CHECK(sd_st_write(path2, one, &bad, 1, NULL, &err) == SD_ERR_INVALID_ARG, "bad ndim");
-    CHECK(sd_st_write(tmp_path("no/such/dir.safetensors"), one, two, 1, NULL, &err) ==
+    CHECK(sd_st_write(t_tmp("no/such/dir.safetensors"), one, two, 1, NULL, &err) ==
               SD_ERR_IO, "unwritable path: %s", err.msg);
     CHECK(access(path2, F_OK) != 0, "nothing written on errors");
     remove(path);
@@ -350,11 +339,11 @@ static void test_malformed(void)
     sd_st_close(f);
 
     /* files on disk */
-    CHECK(sd_st_open(tmp_path("missing.safetensors"), &f, &err) == SD_ERR_IO && !f,
+    CHECK(sd_st_open(t_tmp("missing.safetensors"), &f, &err) == SD_ERR_IO && !f,
           "missing file: %s", err.msg);
-    CHECK(sd_st_open(tmpdir, &f, &err) == SD_ERR_IO && strstr(err.msg, "regular"),
+    CHECK(sd_st_open(t_tmp_dir, &f, &err) == SD_ERR_IO && strstr(err.msg, "regular"),
           "directory: %s", err.msg);
-    const char *ep = tmp_path("empty.safetensors");
+    const char *ep = t_tmp("empty.safetensors");
     fp = fopen(ep, "wb");
     if (fp)
         fclose(fp);
@@ -397,7 +386,7 @@ static void test_nomem(void)
     float v[3] = {1, 2, 3};
     sd_tensor t = {SD_DTYPE_F32, 1, {3}, {1}, v, false};
     const char *names[1] = {"v"};
-    const char *path = tmp_path("nomem.safetensors");
+    const char *path = t_tmp("nomem.safetensors");
     nomem = 0;
     for (long n = 1;; n++) {
         sd_alloc_fail_after(n, false);
@@ -440,7 +429,7 @@ static void test_streaming(void)
         {SD_DTYPE_U8, 2, {0, 3}, {3, 1}, NULL, false},
         {SD_DTYPE_I64, 0, {0}, {0}, &sc, false},
     };
-    const char *ref = tmp_path("stream-ref.safetensors"), *path = tmp_path("stream.safetensors");
+    const char *ref = t_tmp("stream-ref.safetensors"), *path = t_tmp("stream.safetensors");
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     sd_error err = {0};
@@ -506,7 +495,7 @@ static void test_streaming(void)
     const char *dup[2] = {"x", "x"};
     CHECK(sd_st_writer_begin(path, dup, decl, 2, NULL, &w, &err) == SD_ERR_INVALID_ARG &&
               w == NULL, "duplicate: %s", err.msg);
-    CHECK(sd_st_writer_begin(tmp_path("no/dir.safetensors"), names, decl, 4, NULL, &w, &err) ==
+    CHECK(sd_st_writer_begin(t_tmp("no/dir.safetensors"), names, decl, 4, NULL, &w, &err) ==
               SD_ERR_IO && w == NULL, "unwritable: %s", err.msg);
     CHECK(access(tmp, F_OK) != 0, "nothing created on errors");
 
@@ -530,17 +519,11 @@ static void test_streaming(void)
 
 int main(void)
 {
-    const char *td = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/t_safetensors.XXXXXX", td && *td ? td : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    t_tmp_fresh("t_safetensors");
     test_roundtrip();
     test_golden();
     test_malformed();
     test_nomem();
     test_streaming();
-    rmdir(tmpdir);
     return t_summary("t_safetensors");
 }

@@ -8,24 +8,11 @@
 #include "internal/safetensors.h"
 #include "internal/taesd.h"
 
-#include <libgen.h>
-#include <sys/stat.h>
-
 /* Golden tolerance for one network call (golden README). */
 #define GOLD_RTOL 1e-4
 #define GOLD_ATOL 1e-5
 
-static char tmpdir[1024];
 static sd_ctx *ctx;
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][1100];
-    static int slot;
-    char *b = buf[slot++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
-    return b;
-}
 
 static float *get(const sd_st_file *f, const char *name)
 {
@@ -143,8 +130,8 @@ static void test_errors(const sd_model *m)
     }
     sd_model_free(v);
     /* an encoder on its own (no sibling decoder file next to it) */
-    copy_file(t_data("taesd/taesd_encoder.safetensors"), tmp("taesd_encoder.safetensors"));
-    sd_model *e = load(tmp("taesd_encoder.safetensors"));
+    copy_file(t_data("taesd/taesd_encoder.safetensors"), t_tmp("taesd_encoder.safetensors"));
+    sd_model *e = load(t_tmp("taesd_encoder.safetensors"));
     if (e) {
         sd_taesd_info info;
         CHECK(sd_taesd_get_info(e, &info, &err) == SD_OK && info.has_encoder &&
@@ -156,7 +143,7 @@ static void test_errors(const sd_model *m)
               "decode without decoder: %s", err.msg);
     }
     sd_model_free(e);
-    remove(tmp("taesd_encoder.safetensors"));
+    remove(t_tmp("taesd_encoder.safetensors"));
 }
 
 static void test_nomem(const sd_model *m)
@@ -181,13 +168,9 @@ static void test_nomem(const sd_model *m)
     free(img);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    char self[1024];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(tmpdir, sizeof tmpdir, "%s/taesd-tmp", dirname(self));
-    mkdir(tmpdir, 0755);
+    t_tmp_fresh("t_taesd");
     sd_error err = {0};
     sd_ctx_params cp = sd_ctx_params_default();
     cp.n_threads = 2;
@@ -206,7 +189,7 @@ int main(int argc, char **argv)
             test_nomem(m);
         }
         sd_model_free(m);
-        const char *d = tmp("taesd_autoencodertiny.safetensors");
+        const char *d = t_tmp("taesd_autoencodertiny.safetensors");
         CHECK(write_diffusers_copy(d), "writing the AutoencoderTiny copy");
         m = load(d);
         if (m)

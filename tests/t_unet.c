@@ -15,7 +15,6 @@
 #include "internal/unet_net.h"
 
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -23,17 +22,7 @@
 #define RTOL 1e-4
 #define ATOL 1e-5
 
-static char outdir[512];   /* where the test writes its model files (the build dir) */
 static sd_ctx *cvt_ctx;    /* for dtype conversions */
-
-static const char *out_path(const char *name)
-{
-    static char buf[4][768];
-    static int slot;
-    char *b = buf[slot++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", outdir, name);
-    return b;
-}
 
 /* ==== golden case ======================================================================= */
 
@@ -303,7 +292,7 @@ static void test_golden(sd_ctx *ctx, sd_ctx *ref_ctx)
         snprintf(label, sizeof label, "%s diffusers", models[i].name);
         check_golden(ctx, label, t_data(rel), &g, g.T);
         if (i == 0) {
-            const char *f32 = out_path("t_unet-tiny-sd15-f32.safetensors");
+            const char *f32 = t_tmp("tiny-sd15-f32.safetensors");
             bool w = write_variant(t_data("tiny-sd15/model-f16.safetensors"), f32, true, NULL,
                                    NULL);
             CHECK(w, "f32 copy written");
@@ -491,7 +480,7 @@ static void test_bad_tensors(sd_ctx *ctx)
 {
     static const char *const victim =
         "model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_v.weight";
-    const char *path = out_path("t_unet-bad.safetensors");
+    const char *path = t_tmp("bad.safetensors");
     for (int mode = 0; mode < 2; mode++) {
         bool w = write_variant(t_data("tiny-sd15/model-f16.safetensors"), path, false,
                                mode == 0 ? victim : NULL, mode == 1 ? victim : NULL);
@@ -629,7 +618,7 @@ static void test_full_size(sd_ctx *ctx)
         {"sd15-inpaint", 9, 768, false, {40, 80, 160, 160}},
         {"sd21", 4, 1024, true, {64, 64, 64, 64}},
     };
-    const char *path = out_path("t_unet-full.safetensors");
+    const char *path = t_tmp("full.safetensors");
     for (size_t i = 0; i < SD_ARRAY_LEN(cases); i++) {
         if (!write_header_only(sd_json_get(root, cases[i].key), path)) {
             CHECK(0, "write %s", cases[i].key);
@@ -671,12 +660,9 @@ static void test_full_size(sd_ctx *ctx)
     sd_json_free(root);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    char self[512];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(outdir, sizeof outdir, "%s", dirname(self));
+    t_tmp_fresh("t_unet");
     sd_ctx *ctx = new_ctx(false), *ref_ctx = new_ctx(true);
     CHECK(ctx && ref_ctx, "contexts");
     cvt_ctx = ctx;

@@ -12,9 +12,7 @@
 #include "cli/image_png.c"
 #include "vae.c"
 
-#include <libgen.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* Golden tolerance for one network call (golden README): |c - ref| <= 1e-4 max|ref| + 1e-5. */
@@ -51,18 +49,6 @@
 #define TILED_ENC_MEAN_MEAN 0.1   /* x max|ref| */
 #define TILED_ENC_LOGVAR_MAX 0.3
 #define TILED_ENC_LOGVAR_MEAN 0.03
-
-static char tmpdir[1024];
-static char sd_bin[1024];
-
-static const char *tmp(const char *name)
-{
-    static char buf[8][1100];
-    static int slot;
-    char *b = buf[slot++ % 8];
-    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
-    return b;
-}
 
 static sd_ctx *ctx;
 
@@ -222,9 +208,9 @@ static void test_golden(void)
     if (m)
         golden("diffusers folder", m, c);
     sd_model_free(m);
-    const char *f32 = tmp("tiny-sd15-f32.safetensors");
+    const char *f32 = t_tmp("tiny-sd15-f32.safetensors");
     CHECK(write_f32_copy(t_data("tiny-sd15/model-f16.safetensors"), f32), "writing f32 copy");
-    copy_file(t_data("tiny-sd15/model-f16.json"), tmp("tiny-sd15-f32.json"));
+    copy_file(t_data("tiny-sd15/model-f16.json"), t_tmp("tiny-sd15-f32.json"));
     m = load(f32);
     if (m) {
         sd_model_info mi;
@@ -582,8 +568,8 @@ static void test_png(void)
     char msg[512];
     int w = 0, h = 0;
     /* 8-bit RGB: alpha comes back as 1, values within half a code */
-    CHECK(sd_cli_png_write(tmp("rgb8.png"), px, W, H, 3, 8, msg, sizeof msg) == 0, "%s", msg);
-    CHECK(sd_cli_png_read(tmp("rgb8.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_write(t_tmp("rgb8.png"), px, W, H, 3, 8, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_read(t_tmp("rgb8.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (back && w == W && h == H) {
         double worst = 0, alpha = 1;
         for (int i = 0; i < W * H; i++) {
@@ -596,8 +582,8 @@ static void test_png(void)
     }
     free(back), back = NULL;
     /* 16-bit RGBA */
-    CHECK(sd_cli_png_write(tmp("rgba16.png"), px, W, H, 4, 16, msg, sizeof msg) == 0, "%s", msg);
-    CHECK(sd_cli_png_read(tmp("rgba16.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_write(t_tmp("rgba16.png"), px, W, H, 4, 16, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_read(t_tmp("rgba16.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (back && w == W && h == H) {
         double worst = 0;
         for (int i = 0; i < W * H * 4; i++)
@@ -610,39 +596,40 @@ static void test_png(void)
     memset(&gi, 0, sizeof gi);
     gi.version = PNG_IMAGE_VERSION, gi.width = 4, gi.height = 2, gi.format = PNG_FORMAT_GRAY;
     unsigned char gray[8] = {0, 51, 102, 153, 204, 255, 1, 128};
-    CHECK(png_image_write_to_file(&gi, tmp("gray.png"), 0, gray, 0, NULL), "gray PNG");
-    CHECK(sd_cli_png_read(tmp("gray.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(png_image_write_to_file(&gi, t_tmp("gray.png"), 0, gray, 0, NULL), "gray PNG");
+    CHECK(sd_cli_png_read(t_tmp("gray.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (back && w == 4 && h == 2)
         CHECK(back[4 * 3] == 153 / 255.0f && back[4 * 3 + 1] == back[4 * 3] &&
                   back[4 * 3 + 2] == back[4 * 3] && back[4 * 3 + 3] == 1.0f,
               "gray pixel %g %g %g %g", back[12], back[13], back[14], back[15]);
     free(back), back = NULL;
     /* errors */
-    FILE *f = fopen(tmp("bad.png"), "wb");
+    FILE *f = fopen(t_tmp("bad.png"), "wb");
     if (f) {
         fputs("not a png at all", f);
         fclose(f);
     }
-    CHECK(sd_cli_png_read(tmp("bad.png"), &back, &w, &h, msg, sizeof msg) == -1 && !back &&
+    CHECK(sd_cli_png_read(t_tmp("bad.png"), &back, &w, &h, msg, sizeof msg) == -1 && !back &&
               strstr(msg, "not a PNG"),
           "bad file: %s", msg);
-    CHECK(sd_cli_png_read(tmp("missing.png"), &back, &w, &h, msg, sizeof msg) == -1 &&
+    CHECK(sd_cli_png_read(t_tmp("missing.png"), &back, &w, &h, msg, sizeof msg) == -1 &&
               strstr(msg, "missing.png"),
           "missing file: %s", msg);
     /* a truncated PNG */
-    copy_file(tmp("rgba16.png"), tmp("trunc.png"));
-    CHECK(truncate(tmp("trunc.png"), 100) == 0, "truncate");
-    CHECK(sd_cli_png_read(tmp("trunc.png"), &back, &w, &h, msg, sizeof msg) == -1 && !back,
+    copy_file(t_tmp("rgba16.png"), t_tmp("trunc.png"));
+    CHECK(truncate(t_tmp("trunc.png"), 100) == 0, "truncate");
+    CHECK(sd_cli_png_read(t_tmp("trunc.png"), &back, &w, &h, msg, sizeof msg) == -1 && !back,
           "truncated: %s", msg);
-    CHECK(sd_cli_png_write(tmp("x.png"), px, W, H, 2, 8, msg, sizeof msg) == -1, "2 channels");
+    CHECK(sd_cli_png_write(t_tmp("x.png"), px, W, H, 2, 8, msg, sizeof msg) == -1, "2 channels");
 }
 
+/* Run `sd args`; its exit status.  What it printed goes to the test log. */
 static int run(const char *args)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>&1", sd_bin, args, tmp("cli.log"));
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    char out[4096], errs[4096];
+    int rc = t_run_sd(args, out, sizeof out, errs, sizeof errs);
+    fprintf(stderr, "sd %s -> %d\n%s%s", args, rc, out, errs);
+    return rc;
 }
 
 static void test_cli(void)
@@ -670,12 +657,12 @@ static void test_cli(void)
     for (int i = 0; i < 128 * 128 * 3; i++)
         px[i] = ((const uint8_t *)u8->data)[i] / 255.0f;
     char msg[512];
-    CHECK(sd_cli_png_write(tmp("in.png"), px, 128, 128, 3, 8, msg, sizeof msg) == 0, "%s", msg);
-    snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s", model, tmp("in.png"),
-             tmp("lat.safetensors"));
+    CHECK(sd_cli_png_write(t_tmp("in.png"), px, 128, 128, 3, 8, msg, sizeof msg) == 0, "%s", msg);
+    snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s", model, t_tmp("in.png"),
+             t_tmp("lat.safetensors"));
     CHECK(run(args) == 0, "sd %s", args);
     sd_st_file *l = NULL;
-    CHECK(sd_st_open(tmp("lat.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
+    CHECK(sd_st_open(t_tmp("lat.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
     if (l) {
         float *got = get(l, "latents", NULL), *want = get(c, "latent", NULL);
         t_close("sd vae-encode PNG vs latent", got, want, 1024, GOLD_ATOL, GOLD_RTOL);
@@ -683,15 +670,15 @@ static void test_cli(void)
         sd_st_close(l);
     }
     /* latents -> safetensors image and PNG; both equal the case's decoded_unit */
-    snprintf(args, sizeof args, "vae-decode -m %s -i %s -o %s", model, tmp("lat.safetensors"),
-             tmp("out.safetensors"));
+    snprintf(args, sizeof args, "vae-decode -m %s -i %s -o %s", model, t_tmp("lat.safetensors"),
+             t_tmp("out.safetensors"));
     CHECK(run(args) == 0, "sd %s", args);
     snprintf(args, sizeof args, "vae-decode -m %s -i %s -o %s --tile 8", model,
-             tmp("lat.safetensors"), tmp("out.png"));
+             t_tmp("lat.safetensors"), t_tmp("out.png"));
     CHECK(run(args) == 0, "sd %s", args);
     sd_st_file *o = NULL;
     float *want = get(c, "decoded_unit", NULL);
-    CHECK(sd_st_open(tmp("out.safetensors"), &o, &err) == SD_OK, "%s", err.msg);
+    CHECK(sd_st_open(t_tmp("out.safetensors"), &o, &err) == SD_OK, "%s", err.msg);
     if (o) {
         float *got = get(o, "image", NULL);
         t_close("sd vae-decode image vs decoded_unit", got, want, 3 * 128 * 128, IMAGE_ATOL, 0);
@@ -700,7 +687,7 @@ static void test_cli(void)
     }
     float *back = NULL;
     int w, h;
-    CHECK(sd_cli_png_read(tmp("out.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_read(t_tmp("out.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (back && w == 128 && h == 128) {
         /* tiled with tiny tiles (8 of 16, measured 0.034) and quantised: loosely equal */
         double mean = 0;
@@ -717,17 +704,17 @@ static void test_cli(void)
           "%s", err.msg);
     if (p) {
         const char *names[] = {"image"};
-        CHECK(sd_st_write(tmp("init.safetensors"), names, sd_st_tensor(p, "init_image"), 1,
+        CHECK(sd_st_write(t_tmp("init.safetensors"), names, sd_st_tensor(p, "init_image"), 1,
                           NULL, &err) == SD_OK,
               "%s", err.msg);
         snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s --sample --seed 105", model,
-                 tmp("init.safetensors"), tmp("sample.safetensors"));
+                 t_tmp("init.safetensors"), t_tmp("sample.safetensors"));
         CHECK(run(args) == 0, "sd %s", args);
         float *mean = get(p, "vae_encode0.mean", NULL), *lv = get(p, "vae_encode0.logvar", NULL);
         float *noise = get(p, "randn0", NULL), want_s[1024];
         for (int i = 0; i < 1024; i++)
             want_s[i] = 0.18215f * (mean[i] + expf(0.5f * lv[i]) * noise[i]);
-        CHECK(sd_st_open(tmp("sample.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
+        CHECK(sd_st_open(t_tmp("sample.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
         if (l) {
             float *got = get(l, "latents", NULL);
             t_close("sd vae-encode --sample --seed 105 vs img2img", got, want_s, 1024, GOLD_ATOL,
@@ -741,13 +728,13 @@ static void test_cli(void)
     /* TAESD: the case latents -> PNG equals the case's clamped decode within quantisation */
     snprintf(args, sizeof args, "vae-decode --taesd -m %s -i %s -o %s --16bit",
              t_data("taesd/taesd_decoder.safetensors"), t_data("taesd/taesd_cases.safetensors"),
-             tmp("taesd.png"));
+             t_tmp("taesd.png"));
     CHECK(run(args) == 0, "sd %s", args);
     sd_st_file *tc = NULL;
     CHECK(sd_st_open(t_data("taesd/taesd_cases.safetensors"), &tc, &err) == SD_OK, "%s",
           err.msg);
     back = NULL;
-    CHECK(sd_cli_png_read(tmp("taesd.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_read(t_tmp("taesd.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (tc && back && w == 128 && h == 128) {
         float *ref = get(tc, "decoded_clamped", NULL);
         double worst = 0;
@@ -761,26 +748,20 @@ static void test_cli(void)
     sd_st_close(tc);
     /* errors: a size that is not a multiple of 8, a missing input */
     float odd[12 * 10 * 3] = {0};
-    CHECK(sd_cli_png_write(tmp("odd.png"), odd, 12, 10, 3, 8, msg, sizeof msg) == 0, "%s", msg);
-    snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s", model, tmp("odd.png"),
-             tmp("x.safetensors"));
+    CHECK(sd_cli_png_write(t_tmp("odd.png"), odd, 12, 10, 3, 8, msg, sizeof msg) == 0, "%s", msg);
+    snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s", model, t_tmp("odd.png"),
+             t_tmp("x.safetensors"));
     CHECK(run(args) == 1, "odd size refused");
-    snprintf(args, sizeof args, "vae-decode -m %s -i %s -o %s", model, tmp("nope.safetensors"),
-             tmp("x.png"));
+    snprintf(args, sizeof args, "vae-decode -m %s -i %s -o %s", model, t_tmp("nope.safetensors"),
+             t_tmp("x.png"));
     CHECK(run(args) == 1, "missing input refused");
     CHECK(run("vae-decode --tile 3 -m x -i y -o z.png") == 1, "bad --tile refused");
     sd_st_close(c);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    char self[1024];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    const char *dir = dirname(self);
-    snprintf(sd_bin, sizeof sd_bin, "%s/../sd", dir);
-    snprintf(tmpdir, sizeof tmpdir, "%s/vae-tmp", dir);
-    mkdir(tmpdir, 0755);
+    t_tmp_fresh("t_vae");
     sd_error err = {0};
     sd_ctx_params cp = sd_ctx_params_default();
     cp.n_threads = 2;
