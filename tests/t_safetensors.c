@@ -337,6 +337,18 @@ static void test_malformed(void)
         CHECK(sd_st_tensor(f, "z1") && sd_st_tensor(f, "z2"), "zero-size tensors share offsets");
     }
     sd_st_close(f);
+    /* ... and their bytes are there as stored */
+    size_t rsize;
+    unsigned char *rb = mk("{\"r\":{\"dtype\":\"F64\",\"shape\":[1,1,1,1,2],"
+                           "\"data_offsets\":[8,24]}}", 24, &rsize);
+    for (int i = 0; i < 24; i++)
+        rb[rsize - 24 + i] = (unsigned char)(i * 7);
+    f = NULL;
+    CHECK(sd_st_parse(rb, rsize, "raw", &f, &err) == SD_OK && !f->entries[0].usable &&
+              f->entries[0].nbytes == 16 && f->entries[0].raw == rb + rsize - 16,
+          "raw bytes of an unusable entry: %s", err.msg);
+    sd_st_close(f);
+    free(rb);
 
     /* files on disk */
     CHECK(sd_st_open(t_tmp("missing.safetensors"), &f, &err) == SD_ERR_IO && !f,
