@@ -3,6 +3,7 @@
  * (4 seeds incl. 2^32-1; 16x16, 64x64 and the < 16 element path; three consecutive draws
  * from one generator; float64) reproduced bit for bit. */
 #include "harness.h"
+#include "case_util.h"
 #include "internal/rng.h"
 #include "internal/safetensors.h"
 
@@ -15,14 +16,6 @@ static size_t bit_mismatches(const void *a, const void *b, size_t n, size_t elem
     for (size_t i = 0; i < n; i++)
         bad += memcmp((const char *)a + i * elem, (const char *)b + i * elem, elem) != 0;
     return bad;
-}
-
-static const float *golden_f32(const sd_st_file *f, const char *name, size_t n)
-{
-    const sd_tensor *t = sd_st_tensor(f, name);
-    CHECK(t && t->dtype == SD_DTYPE_F32 && (size_t)sd_tensor_numel(t) == n,
-          "golden tensor %s missing or malformed", name);
-    return t && t->dtype == SD_DTYPE_F32 && (size_t)sd_tensor_numel(t) == n ? t->data : NULL;
 }
 
 /* F64 is not a usable dtype for the loader: copy the entry's stored bytes. */
@@ -39,7 +32,7 @@ static void check_draw(const sd_st_file *f, sd_rng *r, const char *name, size_t 
 {
     float *got = malloc(n * sizeof *got);
     sd_rng_randn(r, got, n);
-    const float *want = golden_f32(f, name, n);
+    const float *want = t_case_view(f, "torch_randn", name, n);
     if (want) {
         size_t bad = bit_mismatches(got, want, n, sizeof(float));
         CHECK(bad == 0, "%s: %zu of %zu values differ (first: got %.9g want %.9g)", name, bad,

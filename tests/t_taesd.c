@@ -3,6 +3,7 @@
  * taesd.py file pair and from an AutoencoderTiny-named single file written here; an
  * encoder-only model; argument errors and allocation failures. */
 #include "harness.h"
+#include "case_util.h"
 #include "internal/model.h"
 #include "internal/ops.h"
 #include "internal/safetensors.h"
@@ -13,20 +14,6 @@
 #define GOLD_ATOL 1e-5
 
 static sd_ctx *ctx;
-
-static float *get(const sd_st_file *f, const char *name)
-{
-    const sd_tensor *t = sd_st_tensor(f, name);
-    if (!t) {
-        fprintf(stderr, "case tensor %s missing\n", name);
-        exit(1);
-    }
-    int64_t n = sd_tensor_numel(t);
-    float *p = malloc((size_t)n * sizeof(float));
-    if (!p || sd_tensor_to_f32(ctx, t, p, n, NULL) != SD_OK)
-        exit(1);
-    return p;
-}
 
 static sd_model *load(const char *path)
 {
@@ -47,7 +34,8 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
     CHECK(info.has_encoder && info.has_decoder && info.latent_channels == 4 && info.factor == 8,
           "%s info: enc %d dec %d z %d f %d", what, info.has_encoder, info.has_decoder,
           info.latent_channels, info.factor);
-    float *img = get(c, "image"), *ref = get(c, "latents"), lat[4 * 16 * 16];
+    float *img = t_case_f32(c, "image", NULL), *ref = t_case_f32(c, "latents", NULL);
+    float lat[4 * 16 * 16];
     CHECK(sd_taesd_encode(ctx, m, img, 128, 128, lat, &err) == SD_OK, "%s", err.msg);
     snprintf(label, sizeof label, "%s latents", what);
     t_close(label, lat, ref, 1024, GOLD_ATOL, GOLD_RTOL);
@@ -56,7 +44,7 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
                                                                   "decoded_rand"}};
     float *out = malloc(3 * 128 * 128 * sizeof(float));
     for (int k = 0; k < 2; k++) {
-        float *z = get(c, io[k][0]), *want = get(c, io[k][1]);
+        float *z = t_case_f32(c, io[k][0], NULL), *want = t_case_f32(c, io[k][1], NULL);
         CHECK(sd_taesd_decode(ctx, m, z, 16, 16, out, &err) == SD_OK, "%s", err.msg);
         snprintf(label, sizeof label, "%s %s", what, io[k][1]);
         t_close(label, out, want, 3 * 128 * 128, GOLD_ATOL, GOLD_RTOL);

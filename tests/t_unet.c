@@ -7,6 +7,7 @@
  * peak memory of a 64x64 forward, and the description built from full-size SD 1.5,
  * SD 1.5 inpainting and SD 2.1 layouts. */
 #include "harness.h"
+#include "case_util.h"
 #include "internal/json.h"
 #include "internal/model.h"
 #include "internal/ops.h"
@@ -31,43 +32,6 @@ typedef struct gcase {
     int B, C, H, W, T, L, D, OC;
 } gcase;
 
-static float *to_f32(const sd_tensor *t)
-{
-    int64_t n = sd_tensor_numel(t);
-    float *p = malloc((size_t)n * sizeof *p);
-    sd_error err = {0};
-    if (p && sd_tensor_to_f32(cvt_ctx, t, p, n, &err) != SD_OK) {
-        fprintf(stderr, "to_f32: %s\n", err.msg);
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-/* `out` [T, B, OC, H, W] has more dims than sd_tensor holds: read its byte range. */
-static float *read_out(const char *path, const sd_st_file *f, size_t n)
-{
-    const sd_st_entry *e = sd_st_find(f, "out");
-    if (!e || strcmp(e->dtype_name, "F32") || e->nbytes != n * sizeof(float))
-        return NULL;
-    FILE *fp = fopen(path, "rb");
-    unsigned char len[8];
-    float *p = malloc(n * sizeof *p);
-    bool ok = fp && p && fread(len, 1, 8, fp) == 8;
-    uint64_t hdr = 0;
-    for (int i = 7; i >= 0; i--)
-        hdr = hdr << 8 | len[i];
-    ok = ok && fseeko(fp, (off_t)(8 + hdr + e->offset), SEEK_SET) == 0 &&
-         fread(p, sizeof *p, n, fp) == n;
-    if (fp)
-        fclose(fp);
-    if (!ok) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
 static bool load_case(const char *model, gcase *g)
 {
     memset(g, 0, sizeof *g);
@@ -88,11 +52,12 @@ static bool load_case(const char *model, gcase *g)
         g->H = (int)s->shape[2], g->W = (int)s->shape[3];
         g->T = (int)t->shape[0], g->L = (int)c->shape[1], g->D = (int)c->shape[2];
         g->OC = 4;
-        g->sample = to_f32(s);
-        g->timesteps = to_f32(t);
-        g->context = to_f32(c);
-        g->out = read_out(path, f, (size_t)g->T * g->B * g->OC * g->H * g->W);
-        ok = g->sample && g->timesteps && g->context && g->out;
+        g->sample = t_case_f32(f, "sample", NULL);
+        g->timesteps = t_case_f32(f, "timesteps", NULL);
+        g->context = t_case_f32(f, "encoder_hidden_states", NULL);
+        size_t n_out;
+        g->out = t_case_f32(f, "out", &n_out);   /* [T, B, OC, H, W] */
+        ok = n_out == (size_t)g->T * g->B * g->OC * g->H * g->W;
     }
     CHECK(ok, "case %s readable", path);
     sd_st_close(f);

@@ -6,6 +6,7 @@
  * allocation failures; the CLI's PNG reader/writer and the `sd vae*` commands. */
 #define SD_TESTING
 #include "harness.h"
+#include "case_util.h"
 #include "internal/half.h"
 #include "internal/safetensors.h"
 
@@ -54,26 +55,6 @@ static sd_ctx *ctx;
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-/* Tensor `name` of an open case file as malloc'd float32. */
-static float *get(const sd_st_file *f, const char *name, size_t *n)
-{
-    const sd_tensor *t = sd_st_tensor(f, name);
-    if (!t) {
-        fprintf(stderr, "case tensor %s missing\n", name);
-        exit(1);
-    }
-    size_t k = (size_t)sd_tensor_numel(t);
-    float *p = malloc(k * sizeof(float));
-    sd_error err = {0};
-    if (!p || sd_tensor_to_f32(ctx, t, p, (int64_t)k, &err) != SD_OK) {
-        fprintf(stderr, "case tensor %s: %s\n", name, err.msg);
-        exit(1);
-    }
-    if (n)
-        *n = k;
-    return p;
-}
-
 static sd_model *load(const char *path)
 {
     sd_error err = {0};
@@ -119,8 +100,9 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
 {
     char label[128];
     sd_error err = {0};
-    float *img = get(c, "image", NULL), *ref_mean = get(c, "posterior_mean", NULL);
-    float *ref_lv = get(c, "posterior_logvar", NULL);
+    float *img = t_case_f32(c, "image", NULL);
+    float *ref_mean = t_case_f32(c, "posterior_mean", NULL);
+    float *ref_lv = t_case_f32(c, "posterior_logvar", NULL);
     float mean[4 * 16 * 16], lv[4 * 16 * 16], *out = malloc(3 * 128 * 128 * sizeof(float));
     sd_status st = sd_vae_encode(ctx, m, img, 128, 128, NULL, mean, lv, &err);
     CHECK(st == SD_OK, "%s encode: %s", what, err.msg);
@@ -130,7 +112,7 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
     t_close(label, lv, ref_lv, 1024, GOLD_ATOL, GOLD_RTOL);
     static const char *const io[2][2] = {{"latent", "decoded"}, {"latent_rand", "decoded_rand"}};
     for (int k = 0; k < 2; k++) {
-        float *z = get(c, io[k][0], NULL), *ref = get(c, io[k][1], NULL);
+        float *z = t_case_f32(c, io[k][0], NULL), *ref = t_case_f32(c, io[k][1], NULL);
         for (int i = 0; i < 1024; i++)
             z[i] /= 0.18215f;
         st = sd_vae_decode(ctx, m, z, 16, 16, NULL, out, &err);
@@ -235,7 +217,8 @@ static void test_pipeline(const sd_model *m)
     if (!c || !p)
         goto out;
     size_t n;
-    float lat[1024], *img = get(c, "image", &n), *ref = get(c, "latent", NULL);
+    float lat[1024], *img = t_case_f32(c, "image", &n);
+    float *ref = t_case_f32(c, "latent", NULL);
     for (size_t i = 0; i < n; i++)
         img[i] = img[i] * 0.5f + 0.5f;                 /* the case image in [0, 1] */
     CHECK(sd_vae_image_to_latents(ctx, m, img, 128, 128, NULL, NULL, lat, &err) == SD_OK, "%s",
@@ -244,16 +227,17 @@ static void test_pipeline(const sd_model *m)
     free(img), free(ref);
 
     float *out = malloc(3 * 128 * 128 * sizeof(float));
-    float *z = get(c, "latent", NULL);
-    ref = get(c, "decoded_unit", NULL);
+    float *z = t_case_f32(c, "latent", NULL);
+    ref = t_case_f32(c, "decoded_unit", NULL);
     CHECK(sd_vae_latents_to_image(ctx, m, z, 16, 16, NULL, out, &err) == SD_OK, "%s", err.msg);
     t_close("latents_to_image vs decoded_unit", out, ref, 3 * 128 * 128, IMAGE_ATOL, 0);
     free(z), free(ref);
 
     /* img2img: latent_dist.sample() with the recorded noise, times 0.18215 */
-    img = get(p, "init_image", NULL);
-    float *noise = get(p, "vae_sample_noise", NULL), *mean = get(p, "vae_encode0.mean", NULL);
-    float *lv = get(p, "vae_encode0.logvar", NULL), want[1024];
+    img = t_case_f32(p, "init_image", NULL);
+    float *noise = t_case_f32(p, "vae_sample_noise", NULL);
+    float *mean = t_case_f32(p, "vae_encode0.mean", NULL);
+    float *lv = t_case_f32(p, "vae_encode0.logvar", NULL), want[1024];
     for (int i = 0; i < 1024; i++)
         want[i] = 0.18215f * (mean[i] + expf(0.5f * lv[i]) * noise[i]);
     CHECK(sd_vae_image_to_latents(ctx, m, img, 128, 128, noise, NULL, lat, &err) == SD_OK, "%s",
@@ -261,8 +245,8 @@ static void test_pipeline(const sd_model *m)
     t_close("image_to_latents (sample) vs img2img", lat, want, 1024, GOLD_ATOL, GOLD_RTOL);
     free(img), free(noise), free(mean), free(lv);
     /* the pipeline's final decode */
-    z = get(p, "final_latents", NULL);
-    ref = get(p, "image", NULL);
+    z = t_case_f32(p, "final_latents", NULL);
+    ref = t_case_f32(p, "image", NULL);
     CHECK(sd_vae_latents_to_image(ctx, m, z, 16, 16, NULL, out, &err) == SD_OK, "%s", err.msg);
     t_close("latents_to_image vs img2img image", out, ref, 3 * 128 * 128, IMAGE_ATOL, 0);
     free(z), free(ref), free(out);
@@ -337,7 +321,7 @@ static void test_tiled_decode(const sd_model *m)
     CHECK(sd_st_open(t_data("tiny-sd15/vae.safetensors"), &c, &err) == SD_OK, "%s", err.msg);
     if (!c)
         return;
-    float *small = get(c, "latent", NULL);
+    float *small = t_case_f32(c, "latent", NULL);
     for (int i = 0; i < 1024; i++)
         small[i] /= 0.18215f;
     float *z = resize(small, 4, 16, 16, L, L);
@@ -431,7 +415,7 @@ static void test_tiled_encode(const sd_model *m)
     CHECK(sd_st_open(t_data("tiny-sd15/vae.safetensors"), &c, &err) == SD_OK, "%s", err.msg);
     if (!c)
         return;
-    float *small = get(c, "image", NULL), *img = resize(small, 3, 128, 128, P, P);
+    float *small = t_case_f32(c, "image", NULL), *img = resize(small, 3, 128, 128, P, P);
     size_t n = (size_t)4 * L * L;
     float *um = malloc(n * 4), *ul = malloc(n * 4), *tm = malloc(n * 4), *tl = malloc(n * 4);
     sd_vae_opts o = sd_vae_opts_default();
@@ -664,7 +648,7 @@ static void test_cli(void)
     sd_st_file *l = NULL;
     CHECK(sd_st_open(t_tmp("lat.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
     if (l) {
-        float *got = get(l, "latents", NULL), *want = get(c, "latent", NULL);
+        float *got = t_case_f32(l, "latents", NULL), *want = t_case_f32(c, "latent", NULL);
         t_close("sd vae-encode PNG vs latent", got, want, 1024, GOLD_ATOL, GOLD_RTOL);
         free(got), free(want);
         sd_st_close(l);
@@ -677,10 +661,10 @@ static void test_cli(void)
              t_tmp("lat.safetensors"), t_tmp("out.png"));
     CHECK(run(args) == 0, "sd %s", args);
     sd_st_file *o = NULL;
-    float *want = get(c, "decoded_unit", NULL);
+    float *want = t_case_f32(c, "decoded_unit", NULL);
     CHECK(sd_st_open(t_tmp("out.safetensors"), &o, &err) == SD_OK, "%s", err.msg);
     if (o) {
-        float *got = get(o, "image", NULL);
+        float *got = t_case_f32(o, "image", NULL);
         t_close("sd vae-decode image vs decoded_unit", got, want, 3 * 128 * 128, IMAGE_ATOL, 0);
         free(got);
         sd_st_close(o);
@@ -710,13 +694,14 @@ static void test_cli(void)
         snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s --sample --seed 105", model,
                  t_tmp("init.safetensors"), t_tmp("sample.safetensors"));
         CHECK(run(args) == 0, "sd %s", args);
-        float *mean = get(p, "vae_encode0.mean", NULL), *lv = get(p, "vae_encode0.logvar", NULL);
-        float *noise = get(p, "randn0", NULL), want_s[1024];
+        float *mean = t_case_f32(p, "vae_encode0.mean", NULL);
+        float *lv = t_case_f32(p, "vae_encode0.logvar", NULL);
+        float *noise = t_case_f32(p, "randn0", NULL), want_s[1024];
         for (int i = 0; i < 1024; i++)
             want_s[i] = 0.18215f * (mean[i] + expf(0.5f * lv[i]) * noise[i]);
         CHECK(sd_st_open(t_tmp("sample.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
         if (l) {
-            float *got = get(l, "latents", NULL);
+            float *got = t_case_f32(l, "latents", NULL);
             t_close("sd vae-encode --sample --seed 105 vs img2img", got, want_s, 1024, GOLD_ATOL,
                     GOLD_RTOL);
             free(got);
@@ -736,7 +721,7 @@ static void test_cli(void)
     back = NULL;
     CHECK(sd_cli_png_read(t_tmp("taesd.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (tc && back && w == 128 && h == 128) {
-        float *ref = get(tc, "decoded_clamped", NULL);
+        float *ref = t_case_f32(tc, "decoded_clamped", NULL);
         double worst = 0;
         for (int i = 0; i < 128 * 128; i++)
             for (int k = 0; k < 3; k++)
