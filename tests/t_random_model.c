@@ -6,6 +6,7 @@
  * bytes for any thread count and agree with the reference half/bfloat16 conversions.  The
  * full-size 2 GB files belong to `make bench`, not here. */
 #include "harness.h"
+#include "model_util.h"
 #include "internal/half.h"
 #include "internal/json.h"
 #include "internal/model.h"
@@ -47,12 +48,12 @@ static int cmp_name(const void *a, const void *b)
 
 static void test_full_size_layouts(void)
 {
-    sd_json *root = NULL;
-    sd_error err = {0};
-    if (sd_json_parse_file(t_data("full-size-layouts.json"), 1 << 20, &root, &err) != SD_OK) {
-        CHECK(0, "full-size-layouts.json: %s", err.msg);
+    sd_json *root = t_full_size_layouts();
+    if (!root) {
+        CHECK(0, "full-size-layouts.json");
         return;
     }
+    sd_error err = {0};
     static const struct {
         const char *arch;
         int64_t unet, vae, text; /* parameters per component, from the file's description */
@@ -150,34 +151,6 @@ static void test_full_size_layouts(void)
 static const sd_model_random_arch small_sd1 = {"small-sd1", 4, 16, 8, 64, 2, 1000, false};
 static const sd_model_random_arch small_inpaint = {"small-inpaint", 9, 16, 8, 64, 2, 1000, false};
 static const sd_model_random_arch small_sd2 = {"small-sd2", 4, 16, 8, 64, 3, 1000, true};
-
-static bool same_file(const char *p1, const char *p2)
-{
-    FILE *a = fopen(p1, "rb"), *b = fopen(p2, "rb");
-    bool same = a && b;
-    char x[65536], y[65536];
-    while (same) {
-        size_t n = fread(x, 1, sizeof x, a), m = fread(y, 1, sizeof y, b);
-        same = n == m && !memcmp(x, y, n);
-        if (n == 0)
-            break;
-    }
-    if (a)
-        fclose(a);
-    if (b)
-        fclose(b);
-    return same;
-}
-
-static float load_value(const sd_tensor *t, int64_t i)
-{
-    switch (t->dtype) {
-    case SD_DTYPE_F16: return sd_f16_to_f32(((const uint16_t *)t->data)[i]);
-    case SD_DTYPE_BF16: return sd_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    case SD_DTYPE_F32: return ((const float *)t->data)[i];
-    default: return NAN;
-    }
-}
 
 /* Expected parameter counts as the loader sees them: the OpenCLIP tower loses its last
  * block, text_projection and logit_scale. */
@@ -287,7 +260,7 @@ static void check_values(const char *path, const sd_model_random_arch *a)
             float bound = sd_f16_to_f32(sd_f32_to_f16(d->value));
             double sum_abs = 0;
             for (int64_t e = 0; e < k; e++) {
-                float v = load_value(t, e);
+                float v = t_tensor_value(t, e);
                 out_of_bound += !(fabsf(v) <= bound);
                 sum_abs += fabsf(v);
             }
@@ -297,7 +270,7 @@ static void check_values(const char *path, const sd_model_random_arch *a)
         } else if (d->init == SD_MODEL_RANDOM_CONST) {
             consts++;
             for (int64_t e = 0; e < k; e++)
-                not_const += load_value(t, e) != d->value;
+                not_const += t_tensor_value(t, e) != d->value;
         }
     }
     CHECK(out_of_bound == 0 && flat == 0, "%zu uniform tensors: %zu values out of bounds",
@@ -306,7 +279,7 @@ static void check_values(const char *path, const sd_model_random_arch *a)
           not_const);
     const sd_tensor *w = sd_st_tensor(f, "model.diffusion_model.out.0.weight");
     const sd_tensor *bias = sd_st_tensor(f, "model.diffusion_model.out.0.bias");
-    CHECK(w && bias && load_value(w, 0) == 1.0f && load_value(bias, 3) == 0.0f,
+    CHECK(w && bias && t_tensor_value(w, 0) == 1.0f && t_tensor_value(bias, 3) == 0.0f,
           "GroupNorm weight 1, bias 0");
 
     /* position ids 0..76 */
@@ -403,10 +376,10 @@ static void test_small_models(void)
     /* the same bytes without a pool; another seed changes the data, not the header */
     CHECK(sd_model_random_write(p2, &small_sd1, SD_DTYPE_F16, 7, NULL, NULL, &err) == SD_OK,
           "inline write: %s", err.msg);
-    CHECK(same_file(p1, p2), "same bytes for 1 and 3 threads");
+    CHECK(t_same_file(p1, p2), "same bytes for 1 and 3 threads");
     CHECK(sd_model_random_write(p2, &small_sd1, SD_DTYPE_F16, 8, pool, NULL, &err) == SD_OK,
           "seed 8");
-    CHECK(!same_file(p1, p2), "another seed, other bytes");
+    CHECK(!t_same_file(p1, p2), "another seed, other bytes");
     remove(p2);
 
     /* dtypes */

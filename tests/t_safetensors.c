@@ -4,6 +4,7 @@
  * during parsing and writing reported as SD_ERR_NOMEM without leaks, and the streaming
  * writer (tensor order, chunked data, misuse). */
 #include "harness.h"
+#include "model_util.h"
 #include "internal/safetensors.h"
 
 #include <stdint.h>
@@ -414,20 +415,6 @@ static void test_nomem(void)
     remove(path);
 }
 
-static bool same_file(const char *p1, const char *p2)
-{
-    FILE *a = fopen(p1, "rb"), *b = fopen(p2, "rb");
-    bool same = a && b;
-    for (int ca = 0; same && (ca = fgetc(a)) != EOF;)
-        same = fgetc(b) == ca;
-    same = same && fgetc(b) == EOF;
-    if (a)
-        fclose(a);
-    if (b)
-        fclose(b);
-    return same;
-}
-
 /* The streaming writer: tensor order, chunked bytes, equality with sd_st_write, misuse. */
 static void test_streaming(void)
 {
@@ -477,7 +464,7 @@ static void test_streaming(void)
           err.msg);
     CHECK(sd_st_writer_put(w, &t[3], &err) == SD_ERR_INVALID_ARG, "put past the end");
     CHECK(sd_st_writer_finish(w, &err) == SD_OK, "finish: %s", err.msg);
-    CHECK(same_file(ref, path), "streamed file equals sd_st_write's");
+    CHECK(t_same_file(ref, path), "streamed file equals sd_st_write's");
     CHECK(access(tmp, F_OK) != 0, "no .tmp left");
     remove(path);
 
@@ -489,7 +476,7 @@ static void test_streaming(void)
     CHECK(sd_st_writer_begin(path, names, decl, 4, "{\"k\":\"v\"}", &w, &err) == SD_OK,
           "begin 2");
     CHECK(sd_st_writer_bytes(w, all, sizeof all, &err) == SD_OK, "one chunk: %s", err.msg);
-    CHECK(sd_st_writer_finish(w, &err) == SD_OK && same_file(ref, path), "one chunk file");
+    CHECK(sd_st_writer_finish(w, &err) == SD_OK && t_same_file(ref, path), "one chunk file");
     remove(path);
 
     /* finishing early or aborting leaves no file */

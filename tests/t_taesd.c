@@ -4,6 +4,7 @@
  * encoder-only model; argument errors and allocation failures. */
 #include "harness.h"
 #include "case_util.h"
+#include "model_util.h"
 #include "internal/model.h"
 #include "internal/ops.h"
 #include "internal/safetensors.h"
@@ -53,53 +54,6 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
     free(out);
 }
 
-/* The taesd.py pair as one diffusers AutoencoderTiny file: encoder.layers.N (same index),
- * decoder.layers.N-1 (the original decoder's index 0 is the weightless clamp). */
-static bool write_diffusers_copy(const char *path)
-{
-    sd_st_file *fe = NULL, *fd = NULL;
-    sd_error err = {0};
-    if (sd_st_open(t_data("taesd/taesd_encoder.safetensors"), &fe, &err) != SD_OK ||
-        sd_st_open(t_data("taesd/taesd_decoder.safetensors"), &fd, &err) != SD_OK) {
-        sd_st_close(fe);
-        return false;
-    }
-    size_t n = fe->n + fd->n;
-    char **names = calloc(n, sizeof *names);
-    sd_tensor *ts = calloc(n, sizeof *ts);
-    for (size_t i = 0; i < n; i++) {
-        bool enc = i < fe->n;
-        const sd_st_entry *e = enc ? &fe->entries[i] : &fd->entries[i - fe->n];
-        char *dot;
-        long idx = strtol(e->name, &dot, 10);
-        names[i] = malloc(256);
-        snprintf(names[i], 256, "%s.layers.%ld%s", enc ? "encoder" : "decoder",
-                 enc ? idx : idx - 1, dot);
-        ts[i] = e->t;
-    }
-    bool ok = sd_st_write(path, (const char *const *)names, ts, n, NULL, &err) == SD_OK;
-    if (!ok)
-        fprintf(stderr, "%s\n", err.msg);
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names), free(ts);
-    sd_st_close(fe), sd_st_close(fd);
-    return ok;
-}
-
-static void copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    char buf[1 << 16];
-    size_t n;
-    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0)
-        fwrite(buf, 1, n, b);
-    if (a)
-        fclose(a);
-    if (b)
-        fclose(b);
-}
-
 static void test_errors(const sd_model *m)
 {
     sd_error err = {0};
@@ -118,7 +72,7 @@ static void test_errors(const sd_model *m)
     }
     sd_model_free(v);
     /* an encoder on its own (no sibling decoder file next to it) */
-    copy_file(t_data("taesd/taesd_encoder.safetensors"), t_tmp("taesd_encoder.safetensors"));
+    t_copy_file(t_data("taesd/taesd_encoder.safetensors"), t_tmp("taesd_encoder.safetensors"));
     sd_model *e = load(t_tmp("taesd_encoder.safetensors"));
     if (e) {
         sd_taesd_info info;
@@ -178,7 +132,7 @@ int main(void)
         }
         sd_model_free(m);
         const char *d = t_tmp("taesd_autoencodertiny.safetensors");
-        CHECK(write_diffusers_copy(d), "writing the AutoencoderTiny copy");
+        CHECK(t_write_taesd_autoencodertiny(d), "writing the AutoencoderTiny copy");
         m = load(d);
         if (m)
             golden("AutoencoderTiny names", m, c);

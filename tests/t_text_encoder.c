@@ -163,6 +163,7 @@ out:
 
 int main(void)
 {
+    t_tmp_fresh("t_text_encoder");
     sd_error err = {0};
     sd_ctx_params p = sd_ctx_params_default();
     p.n_threads = 2;
@@ -178,14 +179,16 @@ int main(void)
     check_case(t_data("tiny-sd2v/model-f16.safetensors"), sd2_case, ctx, true);
     check_case(t_data("tiny-sd2v/diffusers"), sd2_case, ctx, true);
 
-    const char *f32 = t_tmp("t_text_encoder-sd15-f32.safetensors");
+    const char *f32 = t_tmp("sd15-f32.safetensors");
     CHECK(t_write_model_copy(t_data("tiny-sd15/model-f16.safetensors"), f32, SD_DTYPE_F32),
           "write f32 copy");
     check_case(f32, sd15_case, ctx, true);
-    const char *sd2f32 = t_tmp("t_text_encoder-sd2v-f32.safetensors");
+    const char *sd2f32 = t_tmp("sd2v-f32.safetensors");
     CHECK(t_write_model_copy(t_data("tiny-sd2v/model-f16.safetensors"), sd2f32, SD_DTYPE_F32),
           "write f32 copy");
     check_case(sd2f32, sd2_case, ctx, true);
+    t_remove_model(f32);
+    t_remove_model(sd2f32);
 
     check_weights(t_data("tiny-sd15/model-f16.safetensors"));
     check_prompt_path();

@@ -8,6 +8,7 @@
  * SD 1.5 inpainting and SD 2.1 layouts. */
 #include "harness.h"
 #include "case_util.h"
+#include "model_util.h"
 #include "internal/json.h"
 #include "internal/model.h"
 #include "internal/ops.h"
@@ -15,7 +16,6 @@
 #include "internal/unet.h"
 #include "internal/unet_net.h"
 
-#include <fcntl.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -23,7 +23,6 @@
 #define RTOL 1e-4
 #define ATOL 1e-5
 
-static sd_ctx *cvt_ctx;    /* for dtype conversions */
 
 /* ==== golden case ======================================================================= */
 
@@ -136,77 +135,6 @@ static void check_golden(sd_ctx *ctx, const char *label, const char *path, const
     sd_model_free(m);
 }
 
-/* Copy of a text file. */
-static bool copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
-    char buf[4096];
-    size_t n;
-    bool ok = a && b;
-    while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0)
-        ok = fwrite(buf, 1, n, b) == n;
-    if (a)
-        fclose(a);
-    if (b && fclose(b))
-        ok = false;
-    return ok;
-}
-
-/* Write a variant of the single file `src`: every F16 tensor as F32 (to_f32), one tensor
- * dropped (drop), or one tensor's last dimension halved (halve).  The sidecar .json is
- * copied next to it. */
-static bool write_variant(const char *src, const char *dst, bool to_f32_all, const char *drop,
-                          const char *halve)
-{
-    sd_st_file *f = NULL;
-    sd_error err = {0};
-    if (sd_st_open(src, &f, &err) != SD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return false;
-    }
-    const char **names = calloc(f->n, sizeof *names);
-    sd_tensor *ts = calloc(f->n, sizeof *ts);
-    size_t n = 0;
-    bool ok = names && ts;
-    for (size_t i = 0; ok && i < f->n; i++) {
-        const sd_st_entry *e = &f->entries[i];
-        if (!e->usable || (drop && !strcmp(e->name, drop)))
-            continue;
-        sd_tensor t = e->t;
-        if (halve && !strcmp(e->name, halve))
-            t.shape[t.ndim - 1] /= 2;   /* a strided view: the writer gathers it */
-        if (to_f32_all && t.dtype == SD_DTYPE_F16) {
-            sd_tensor c;
-            ok = sd_tensor_new(SD_DTYPE_F32, t.ndim, t.shape, &c, &err) == SD_OK &&
-                 sd_tensor_to_f32(cvt_ctx, &t, c.data, sd_tensor_numel(&t), &err) == SD_OK;
-            t = c;
-        }
-        names[n] = e->name;
-        ts[n++] = t;
-    }
-    ok = ok && sd_st_write(dst, names, ts, n, f->metadata_json, &err) == SD_OK;
-    if (!ok)
-        fprintf(stderr, "write %s: %s\n", dst, err.msg);
-    for (size_t i = 0; ts && i < n; i++)
-        sd_tensor_free(&ts[i]);
-    free(names);
-    free(ts);
-    sd_st_close(f);
-    /* sidecar: <src without .safetensors>.json -> <dst without .safetensors>.json */
-    char sj[768], dj[768];
-    snprintf(sj, sizeof sj, "%.*s.json", (int)(strlen(src) - 12), src);
-    snprintf(dj, sizeof dj, "%.*s.json", (int)(strlen(dst) - 12), dst);
-    return ok && copy_file(sj, dj);
-}
-
-static void remove_variant(const char *path)
-{
-    char j[768];
-    snprintf(j, sizeof j, "%.*s.json", (int)(strlen(path) - 12), path);
-    unlink(path);
-    unlink(j);
-}
-
 /* ==== tests ============================================================================= */
 
 static const struct {
@@ -258,12 +186,12 @@ static void test_golden(sd_ctx *ctx, sd_ctx *ref_ctx)
         check_golden(ctx, label, t_data(rel), &g, g.T);
         if (i == 0) {
             const char *f32 = t_tmp("tiny-sd15-f32.safetensors");
-            bool w = write_variant(t_data("tiny-sd15/model-f16.safetensors"), f32, true, NULL,
-                                   NULL);
+            t_variant to32 = {.convert = true, .dtype = SD_DTYPE_F32};
+            bool w = t_write_model_variant(t_data("tiny-sd15/model-f16.safetensors"), f32, &to32);
             CHECK(w, "f32 copy written");
             if (w)
                 check_golden(ctx, "tiny-sd15 f32 file", f32, &g, g.T);
-            remove_variant(f32);
+            t_remove_model(f32);
             check_golden(ref_ctx, "tiny-sd15 f16 file, reference kernels",
                          t_data("tiny-sd15/model-f16.safetensors"), &g, g.T);
         }
@@ -447,8 +375,8 @@ static void test_bad_tensors(sd_ctx *ctx)
         "model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_v.weight";
     const char *path = t_tmp("bad.safetensors");
     for (int mode = 0; mode < 2; mode++) {
-        bool w = write_variant(t_data("tiny-sd15/model-f16.safetensors"), path, false,
-                               mode == 0 ? victim : NULL, mode == 1 ? victim : NULL);
+        t_variant v = {.drop = mode == 0 ? victim : NULL, .halve = mode == 1 ? victim : NULL};
+        bool w = t_write_model_variant(t_data("tiny-sd15/model-f16.safetensors"), path, &v);
         CHECK(w, "variant written");
         if (!w)
             continue;
@@ -465,7 +393,7 @@ static void test_bad_tensors(sd_ctx *ctx)
         sd_unet_free(u);
         sd_model_free(m);
     }
-    remove_variant(path);
+    t_remove_model(path);
 
     /* a model without a UNet */
     sd_error err = {0};
@@ -523,56 +451,14 @@ static void test_peak_memory(sd_ctx *ctx)
     sd_model_free(m);
 }
 
-/* A file with the header of a full-size checkpoint (full-size-layouts.json: name ->
- * [dtype, shape]) whose data section is a hole: building the UNet reads no tensor data, so
- * this checks the description at real scale without 2 GB of weights. */
-static bool write_header_only(const sd_json *layout, const char *path)
-{
-    char *hdr = NULL;
-    size_t len = 0;
-    FILE *ms = open_memstream(&hdr, &len);
-    if (!ms)
-        return false;
-    uint64_t off = 0;
-    fputc('{', ms);
-    for (size_t i = 0; i < layout->n; i++) {
-        const char *dtype = sd_json_str(sd_json_at(&layout->items[i], 0), "F16");
-        const sd_json *shape = sd_json_at(&layout->items[i], 1);
-        uint64_t size = strcmp(dtype, "F32") ? 2 : 4;
-        fprintf(ms, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i ? "," : "",
-                layout->keys[i].str, dtype);
-        for (size_t d = 0; shape && d < shape->n; d++) {
-            size *= (uint64_t)shape->items[d].integer;
-            fprintf(ms, "%s%lld", d ? "," : "", (long long)shape->items[d].integer);
-        }
-        fprintf(ms, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-                (unsigned long long)(off + size));
-        off += size;
-    }
-    fputc('}', ms);
-    while (ftell(ms) % 8)
-        fputc(' ', ms);
-    fclose(ms);
-    unsigned char n8[8];
-    for (int i = 0; i < 8; i++)
-        n8[i] = (unsigned char)((uint64_t)len >> (8 * i));
-    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
-    bool ok = fd >= 0 && write(fd, n8, 8) == 8 && write(fd, hdr, len) == (ssize_t)len &&
-              ftruncate(fd, (off_t)(8 + len + off)) == 0;
-    if (fd >= 0)
-        close(fd);
-    free(hdr);
-    return ok;
-}
-
 static void test_full_size(sd_ctx *ctx)
 {
-    sd_json *root = NULL;
-    sd_error err = {0};
-    if (sd_json_parse_file(t_data("full-size-layouts.json"), 1 << 20, &root, &err) != SD_OK) {
-        CHECK(0, "%s", err.msg);
+    sd_json *root = t_full_size_layouts();
+    if (!root) {
+        CHECK(0, "full-size-layouts.json");
         return;
     }
+    sd_error err = {0};
     static const struct {
         const char *key;
         int in_channels, context_dim;
@@ -585,7 +471,7 @@ static void test_full_size(sd_ctx *ctx)
     };
     const char *path = t_tmp("full.safetensors");
     for (size_t i = 0; i < SD_ARRAY_LEN(cases); i++) {
-        if (!write_header_only(sd_json_get(root, cases[i].key), path)) {
+        if (!t_write_header_only(sd_json_get(root, cases[i].key), path)) {
             CHECK(0, "write %s", cases[i].key);
             continue;
         }
@@ -630,7 +516,6 @@ int main(void)
     t_tmp_fresh("t_unet");
     sd_ctx *ctx = new_ctx(false), *ref_ctx = new_ctx(true);
     CHECK(ctx && ref_ctx, "contexts");
-    cvt_ctx = ctx;
     if (ctx && ref_ctx) {
         test_description(ctx);
         test_golden(ctx, ref_ctx);

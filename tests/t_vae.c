@@ -7,7 +7,7 @@
 #define SD_TESTING
 #include "harness.h"
 #include "case_util.h"
-#include "internal/half.h"
+#include "model_util.h"
 #include "internal/safetensors.h"
 
 #include "cli/image_png.c"
@@ -124,49 +124,6 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
     free(img), free(ref_mean), free(ref_lv), free(out);
 }
 
-/* The f16 single file converted to f32 (values identical), with its sidecar. */
-static bool write_f32_copy(const char *src, const char *dst)
-{
-    sd_st_file *f = NULL;
-    sd_error err = {0};
-    if (sd_st_open(src, &f, &err) != SD_OK)
-        return false;
-    const char **names = calloc(f->n, sizeof *names);
-    sd_tensor *ts = calloc(f->n, sizeof *ts);
-    float **bufs = calloc(f->n, sizeof *bufs);
-    for (size_t i = 0; i < f->n; i++) {
-        names[i] = f->entries[i].name;
-        ts[i] = f->entries[i].t;
-        if (ts[i].dtype != SD_DTYPE_F16)
-            continue;
-        int64_t n = sd_tensor_numel(&ts[i]);
-        bufs[i] = malloc((size_t)n * sizeof(float) + 4);
-        for (int64_t k = 0; k < n; k++)
-            bufs[i][k] = sd_f16_to_f32(((const uint16_t *)ts[i].data)[k]);
-        ts[i].dtype = SD_DTYPE_F32;
-        ts[i].data = bufs[i];
-    }
-    bool ok = sd_st_write(dst, names, ts, f->n, NULL, &err) == SD_OK;
-    for (size_t i = 0; i < f->n; i++)
-        free(bufs[i]);
-    free(names), free(ts), free(bufs);
-    sd_st_close(f);
-    return ok;
-}
-
-static void copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    char buf[1 << 16];
-    size_t n;
-    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0)
-        fwrite(buf, 1, n, b);
-    if (a)
-        fclose(a);
-    if (b)
-        fclose(b);
-}
-
 static void test_golden(void)
 {
     sd_st_file *c = NULL;
@@ -191,8 +148,8 @@ static void test_golden(void)
         golden("diffusers folder", m, c);
     sd_model_free(m);
     const char *f32 = t_tmp("tiny-sd15-f32.safetensors");
-    CHECK(write_f32_copy(t_data("tiny-sd15/model-f16.safetensors"), f32), "writing f32 copy");
-    copy_file(t_data("tiny-sd15/model-f16.json"), t_tmp("tiny-sd15-f32.json"));
+    CHECK(t_write_model_copy(t_data("tiny-sd15/model-f16.safetensors"), f32, SD_DTYPE_F32),
+          "writing f32 copy");
     m = load(f32);
     if (m) {
         sd_model_info mi;
@@ -201,7 +158,7 @@ static void test_golden(void)
         golden("f32 single file", m, c);
     }
     sd_model_free(m);
-    remove(f32);
+    t_remove_model(f32);
     sd_st_close(c);
 }
 
@@ -600,7 +557,7 @@ static void test_png(void)
               strstr(msg, "missing.png"),
           "missing file: %s", msg);
     /* a truncated PNG */
-    copy_file(t_tmp("rgba16.png"), t_tmp("trunc.png"));
+    t_copy_file(t_tmp("rgba16.png"), t_tmp("trunc.png"));
     CHECK(truncate(t_tmp("trunc.png"), 100) == 0, "truncate");
     CHECK(sd_cli_png_read(t_tmp("trunc.png"), &back, &w, &h, msg, sizeof msg) == -1 && !back,
           "truncated: %s", msg);
