@@ -1,4 +1,5 @@
-/* tests/model_util.h - the files tests write around models: copies of a safetensors model
+/* tests/model_util.h - models in tests: the 2-thread context and the checked model load the
+ * tests share, and the files they write around models: copies of a safetensors model
  * with its floats in another dtype, a tensor left out or cut (the golden f16 files hold
  * fp16-representable values, so an f32 copy is exact), the .json sidecar copied along; the
  * TAESD pair under diffusers' AutoencoderTiny names; header-only files with the layout of a
@@ -10,6 +11,7 @@
 #include "harness.h"
 #include "internal/half.h"
 #include "internal/json.h"
+#include "internal/model.h"
 #include "internal/ops.h"
 #include "internal/safetensors.h"
 
@@ -17,6 +19,32 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* A context with 2 threads (the machine is shared) and, if use_ref, the scalar reference
+ * kernels; NULL after saying why on stderr.  Free with sd_ctx_free. */
+static inline sd_ctx *t_ctx_new(bool use_ref)
+{
+    sd_ctx_params cp = sd_ctx_params_default();
+    cp.n_threads = 2;
+    cp.use_ref = use_ref;
+    sd_ctx *ctx = NULL;
+    sd_error err = {0};
+    if (sd_ctx_new(&cp, &ctx, &err) != SD_OK)
+        fprintf(stderr, "context: %s\n", err.msg);
+    return ctx;
+}
+
+/* The model at `path` loaded on ctx, or NULL.  One check, failing (with the loader's message
+ * on stderr) when it does not load.  Free with sd_model_free. */
+static inline sd_model *t_load_model(sd_ctx *ctx, const char *path)
+{
+    sd_error err = {0};
+    sd_model *m = NULL;
+    if (sd_model_load(ctx, path, &m, &err) != SD_OK)
+        fprintf(stderr, "loading %s: %s\n", path, err.msg);
+    CHECK(m != NULL, "load %s", path);
+    return m;
+}
 
 /* Copy the file src to dst.  Returns 1 on success. */
 static inline int t_copy_file(const char *src, const char *dst)
@@ -227,13 +255,13 @@ static inline int t_write_taesd_autoencodertiny(const char *path)
 }
 
 /* tests/data/full-size-layouts.json parsed (per checkpoint kind: tensor name -> [dtype,
- * shape]), or NULL after saying why on stderr.  Free with sd_json_free. */
+ * shape]), or NULL: a failed check then says why.  Free with sd_json_free. */
 static inline sd_json *t_full_size_layouts(void)
 {
     sd_json *root = NULL;
     sd_error err = {0};
     if (sd_json_parse_file(t_data("full-size-layouts.json"), 1 << 20, &root, &err) != SD_OK)
-        fprintf(stderr, "full-size-layouts.json: %s\n", err.msg);
+        CHECK(0, "full-size-layouts.json: %s", err.msg);
     return root;
 }
 

@@ -16,16 +16,6 @@
 
 static sd_ctx *ctx;
 
-static sd_model *load(const char *path)
-{
-    sd_error err = {0};
-    sd_model *m = NULL;
-    if (sd_model_load(ctx, path, &m, &err) != SD_OK)
-        fprintf(stderr, "loading %s: %s\n", path, err.msg);
-    CHECK(m != NULL, "load %s", path);
-    return m;
-}
-
 static void golden(const char *what, const sd_model *m, const sd_st_file *c)
 {
     char label[128];
@@ -63,7 +53,7 @@ static void test_errors(const sd_model *m)
           "odd size: %s", err.msg);
     CHECK(sd_taesd_decode(ctx, m, z, 8, 0, img, &err) == SD_ERR_INVALID_ARG, "empty latent");
     CHECK(sd_taesd_decode(ctx, m, NULL, 8, 8, img, &err) == SD_ERR_INVALID_ARG, "NULL");
-    sd_model *v = load(t_data("tiny-sd15/model-f16.safetensors"));
+    sd_model *v = t_load_model(ctx, t_data("tiny-sd15/model-f16.safetensors"));
     if (v) {
         sd_taesd_info info;
         CHECK(sd_taesd_get_info(v, &info, &err) == SD_ERR_FORMAT && strstr(err.msg, "TAESD"),
@@ -73,7 +63,7 @@ static void test_errors(const sd_model *m)
     sd_model_free(v);
     /* an encoder on its own (no sibling decoder file next to it) */
     t_copy_file(t_data("taesd/taesd_encoder.safetensors"), t_tmp("taesd_encoder.safetensors"));
-    sd_model *e = load(t_tmp("taesd_encoder.safetensors"));
+    sd_model *e = t_load_model(ctx, t_tmp("taesd_encoder.safetensors"));
     if (e) {
         sd_taesd_info info;
         CHECK(sd_taesd_get_info(e, &info, &err) == SD_OK && info.has_encoder &&
@@ -113,18 +103,14 @@ static void test_nomem(const sd_model *m)
 int main(void)
 {
     t_tmp_fresh("t_taesd");
-    sd_error err = {0};
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = 2;
-    if (sd_ctx_new(&cp, &ctx, &err) != SD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
+    if (!(ctx = t_ctx_new(false)))
         return 1;
-    }
+    sd_error err = {0};
     sd_st_file *c = NULL;
     CHECK(sd_st_open(t_data("taesd/taesd_cases.safetensors"), &c, &err) == SD_OK, "%s",
           err.msg);
     if (c) {
-        sd_model *m = load(t_data("taesd/taesd_decoder.safetensors"));
+        sd_model *m = t_load_model(ctx, t_data("taesd/taesd_decoder.safetensors"));
         if (m) {
             golden("taesd.py pair", m, c);
             test_errors(m);
@@ -133,7 +119,7 @@ int main(void)
         sd_model_free(m);
         const char *d = t_tmp("taesd_autoencodertiny.safetensors");
         CHECK(t_write_taesd_autoencodertiny(d), "writing the AutoencoderTiny copy");
-        m = load(d);
+        m = t_load_model(ctx, d);
         if (m)
             golden("AutoencoderTiny names", m, c);
         sd_model_free(m);

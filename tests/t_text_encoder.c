@@ -14,14 +14,12 @@ static sd_ctx *ctx, *ref_ctx;
 static void check_case(const char *model_path, const char *case_path, sd_ctx *c, bool skip_too)
 {
     sd_error err = {0};
-    sd_model *m = NULL;
     sd_st_file *cf = NULL;
     float *got = NULL;
     int32_t ids[2 * 77];
-    if (sd_model_load(c, model_path, &m, &err) != SD_OK) {
-        CHECK(0, "load %s: %s", model_path, err.msg);
+    sd_model *m = t_load_model(c, model_path);
+    if (!m)
         return;
-    }
     CHECK(sd_st_open(case_path, &cf, &err) == SD_OK, "%s", err.msg);
     const sd_tensor *tid = sd_st_tensor(cf, "input_ids");
     const sd_tensor *last = sd_st_tensor(cf, "last_hidden_state");
@@ -55,11 +53,9 @@ out:
 static void check_weights(const char *model_path)
 {
     sd_error err = {0};
-    sd_model *m = NULL;
-    if (sd_model_load(ctx, model_path, &m, &err) != SD_OK) {
-        CHECK(0, "%s", err.msg);
+    sd_model *m = t_load_model(ctx, model_path);
+    if (!m)
         return;
-    }
     const int D = sd_text_hidden_size(m);
     int32_t ids[77];
     float w[77];
@@ -164,12 +160,8 @@ out:
 int main(void)
 {
     t_tmp_fresh("t_text_encoder");
-    sd_error err = {0};
-    sd_ctx_params p = sd_ctx_params_default();
-    p.n_threads = 2;
-    CHECK(sd_ctx_new(&p, &ctx, &err) == SD_OK, "%s", err.msg);
-    p.use_ref = true;
-    CHECK(sd_ctx_new(&p, &ref_ctx, &err) == SD_OK, "%s", err.msg);
+    CHECK((ctx = t_ctx_new(false)) != NULL, "context");
+    CHECK((ref_ctx = t_ctx_new(true)) != NULL, "reference context");
 
     const char *sd15_case = t_data("tiny-sd15/text_encoder.safetensors");
     const char *sd2_case = t_data("tiny-sd2v/text_encoder.safetensors");

@@ -55,16 +55,6 @@ static sd_ctx *ctx;
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-static sd_model *load(const char *path)
-{
-    sd_error err = {0};
-    sd_model *m = NULL;
-    if (sd_model_load(ctx, path, &m, &err) != SD_OK)
-        fprintf(stderr, "loading %s: %s\n", path, err.msg);
-    CHECK(m != NULL, "load %s", path);
-    return m;
-}
-
 /* Bilinear resize (align corners) of [C, h, w] to [C, H, W]: smooth, larger test inputs. */
 static float *resize(const float *s, int C, int h, int w, int H, int W)
 {
@@ -131,7 +121,7 @@ static void test_golden(void)
     CHECK(sd_st_open(t_data("tiny-sd15/vae.safetensors"), &c, &err) == SD_OK, "%s", err.msg);
     if (!c)
         return;
-    sd_model *m = load(t_data("tiny-sd15/model-f16.safetensors"));
+    sd_model *m = t_load_model(ctx, t_data("tiny-sd15/model-f16.safetensors"));
     if (m) {
         sd_vae_info info;
         CHECK(sd_vae_get_info(m, &info, &err) == SD_OK, "%s", err.msg);
@@ -143,14 +133,14 @@ static void test_golden(void)
         golden("f16 single file", m, c);
     }
     sd_model_free(m);
-    m = load(t_data("tiny-sd15/diffusers"));
+    m = t_load_model(ctx, t_data("tiny-sd15/diffusers"));
     if (m)
         golden("diffusers folder", m, c);
     sd_model_free(m);
     const char *f32 = t_tmp("tiny-sd15-f32.safetensors");
     CHECK(t_write_model_copy(t_data("tiny-sd15/model-f16.safetensors"), f32, SD_DTYPE_F32),
           "writing f32 copy");
-    m = load(f32);
+    m = t_load_model(ctx, f32);
     if (m) {
         sd_model_info mi;
         sd_model_get_info(m, &mi);
@@ -423,7 +413,7 @@ static void test_errors(const sd_model *m)
     CHECK(sd_vae_encode(ctx, m, img, 64, 64, NULL, mean, NULL, &err) == SD_ERR_INVALID_ARG,
           "NULL logvar");
 
-    sd_model *t = load(t_data("taesd/taesd_decoder.safetensors"));
+    sd_model *t = t_load_model(ctx, t_data("taesd/taesd_decoder.safetensors"));
     if (t) {
         sd_vae_info info;
         CHECK(sd_vae_get_info(t, &info, &err) == SD_ERR_FORMAT && strstr(err.msg, "no VAE"),
@@ -704,15 +694,10 @@ static void test_cli(void)
 int main(void)
 {
     t_tmp_fresh("t_vae");
-    sd_error err = {0};
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = 2;
-    if (sd_ctx_new(&cp, &ctx, &err) != SD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
+    if (!(ctx = t_ctx_new(false)))
         return 1;
-    }
     test_golden();
-    sd_model *m = load(t_data("tiny-sd15/model-f16.safetensors"));
+    sd_model *m = t_load_model(ctx, t_data("tiny-sd15/model-f16.safetensors"));
     if (m) {
         test_pipeline(m);
         test_tiled_decode(m);
