@@ -121,8 +121,8 @@ static int run(int argc, char **argv)
         else if (!strcmp(argv[i], "--case") && i + 1 < argc)
             case_path = argv[++i];
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) {
-            if (!sd_cli_parse_int(argv[++i], 0, 1024, &threads))
-                return usage_fail("-t wants a thread count 0..1024");
+            if (sd_cli_parse_threads(NAME, "-t", argv[++i], &threads))
+                return 1;
         } else if (!strcmp(argv[i], "--ref"))
             use_ref = true;
         else
@@ -132,17 +132,15 @@ static int run(int argc, char **argv)
         return usage_fail("-m and --case are required");
 
     sd_error err = {0};
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = (int)threads;
-    cp.use_ref = use_ref;
-    sd_ctx *ctx = NULL;
-    sd_model *model = NULL;
+    sd_ctx *ctx;
+    sd_model *model;
     sd_unet *unet = NULL;
     golden g = {0};
     float *out = NULL;
     int rc = 1;
-    if (sd_ctx_new(&cp, &ctx, &err) || sd_model_load(ctx, model_path, &model, &err) ||
-        sd_unet_new(model, &unet, &err) || load_case(ctx, case_path, &g, &err)) {
+    if (sd_cli_open_model(NAME, model_path, threads, use_ref, &ctx, &model))
+        return 1;
+    if (sd_unet_new(model, &unet, &err) || load_case(ctx, case_path, &g, &err)) {
         rc = sd_cli_fail_err(NAME, &err);
         goto out;
     }

@@ -70,8 +70,8 @@ static int parse(const char *cmd, int argc, char **argv, opts *o)
         case OPT_16BIT: o->sixteen = true; break;
         case OPT_FAST: o->fast = true; break;
         case 't':
-            if (!sd_cli_parse_int(optarg, 0, 1024, &o->threads))
-                return sd_cli_fail(cmd, "--threads: '%s' is not a number in 0..1024", optarg);
+            if (sd_cli_parse_threads(cmd, "--threads", optarg, &o->threads))
+                return 1;
             break;
         case OPT_TILE:
             if (!sd_cli_parse_int(optarg, -1, 65536, &o->tile) ||
@@ -109,18 +109,10 @@ static bool ends_with(const char *s, const char *suffix)
 /* A ctx and the model at o->model; 0 or the exit status. */
 static int open_model(const char *cmd, const opts *o, sd_ctx **ctx, sd_model **m)
 {
-    sd_error err = {0};
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = (int)o->threads;
     *ctx = NULL, *m = NULL;
     if (!o->model)
         return sd_cli_fail(cmd, "no model given (-m MODEL)");
-    if (sd_ctx_new(&cp, ctx, &err) != SD_OK || sd_model_load(*ctx, o->model, m, &err) != SD_OK) {
-        sd_ctx_free(*ctx);
-        *ctx = NULL;
-        return sd_cli_fail_err(cmd, &err);
-    }
-    return 0;
+    return sd_cli_open_model(cmd, o->model, o->threads, false, ctx, m);
 }
 
 /* The float tensor `names[0]`, `names[1]`, ... (or the file's only tensor) of shape
