@@ -5,8 +5,8 @@
 #   sdcore/*.c sdcore/kernels/*.c  -> $(B)/libsdcore.a   (no GIMP/glib headers allowed)
 #   sdcore/cli/*.c                 -> $(B)/sd
 #   tests/t_*.c                    -> $(B)/tests/t_*     (each linked with libsdcore.a)
-# Kernel files named sdcore/kernels/x86_avx2*.c / x86_avx512*.c get that ISA's flags and
-# nothing else does; sdcore/kernels/ref.c is compiled without FP contraction.
+# Kernel files named sdcore/kernels/x86_avx2*.c / x86_avx512*.c / x86_avx512bf16*.c get that
+# ISA's flags and nothing else does; sdcore/kernels/ref.c is compiled without FP contraction.
 
 B        ?= build
 CC       ?= gcc
@@ -23,6 +23,7 @@ SD_LIBS    := -lopenblas -lutf8proc -lpng -lm -pthread
 REF_FLAGS  := -ffp-contract=off
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+AVX512BF16_FLAGS := $(AVX512_FLAGS) -mavx512bf16
 
 SDCORE_SRC := $(sort $(wildcard sdcore/*.c sdcore/kernels/*.c))
 SDCORE_OBJ := $(SDCORE_SRC:%.c=$(B)/%.o) $(B)/sdcore/vocab_blob.o
@@ -42,6 +43,7 @@ $(B)/%.o: %.c
 $(B)/sdcore/kernels/ref.o: ISA_FLAGS := $(REF_FLAGS)
 $(filter $(B)/sdcore/kernels/x86_avx2%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX2_FLAGS)
 $(filter $(B)/sdcore/kernels/x86_avx512%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX512_FLAGS)
+$(filter $(B)/sdcore/kernels/x86_avx512bf16%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX512BF16_FLAGS)
 
 # The CLIP BPE vocabulary (MIT, see sdcore/data/LICENSE-CLIP) is embedded in the library.
 $(B)/sdcore/vocab.txt: sdcore/data/bpe_simple_vocab_16e6.txt.gz
@@ -82,6 +84,13 @@ $(B)/models/%.safetensors: | $(B)/sd
 	@mkdir -p $(dir $@)
 	$(Q)$(B)/sd make-random-model --arch $(word 1,$(subst -random-, ,$*)) \
 	  --dtype $(word 2,$(subst -random-, ,$*)) -o $@
+
+# bench: time the networks and whole runs on full-size random checkpoints (made once into
+#       $(B)/models/) with `sd bench`; prints the table and writes $(B)/bench.json.  Takes
+#       minutes: BENCH_ARGS="--only KEY,... --repeats N" narrows it (sd bench --list)
+BENCH_ARGS ?=
+bench: $(B)/sd $(B)/models/sd15-random-f16.safetensors $(B)/models/sd21-random-f16.safetensors
+	$(Q)$(B)/sd bench --models $(B)/models --json $(B)/bench.json $(BENCH_ARGS)
 
 # fuzz: build the libFuzzer targets tests/fuzz/fuzz_*.c with clang, ASan and UBSan into
 #       build-fuzz/ and run each for FUZZ_SECONDS (default 60) on its seed corpus; fails on
@@ -159,6 +168,6 @@ install uninstall:
 endif
 .PHONY: install uninstall
 
-.PHONY: all check asan random-models fuzz fuzz-build clean help
+.PHONY: all check asan random-models bench fuzz fuzz-build clean help
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -247,12 +247,16 @@ static void relu_task(void *arg, int task, int n_tasks)
 {
     const relu_job *j = arg;
     int64_t a = j->n * task / n_tasks, b = j->n * (task + 1) / n_tasks;
+    /* v > 0 ? v : 0 is fmaxf(v, 0) (NaN gives 0 either way) without a libm call per
+     * element, so the compiler vectorises it */
     if (j->x) {
-        for (int64_t i = a; i < b; i++)
-            j->y[i] = fmaxf(j->y[i] + j->x[i], 0.0f);
+        for (int64_t i = a; i < b; i++) {
+            float v = j->y[i] + j->x[i];
+            j->y[i] = v > 0.0f ? v : 0.0f;
+        }
     } else {
         for (int64_t i = a; i < b; i++)
-            j->y[i] = fmaxf(j->y[i], 0.0f);
+            j->y[i] = j->y[i] > 0.0f ? j->y[i] : 0.0f;
     }
 }
 

@@ -29,6 +29,8 @@ extern const sd_cli_cmd sd_cli_cmd_inpaint;
 extern const sd_cli_cmd sd_cli_cmd_outpaint;
 extern const sd_cli_cmd sd_cli_cmd_denoise;
 extern const sd_cli_cmd sd_cli_cmd_unet;
+extern const sd_cli_cmd sd_cli_cmd_make_random_model;
+extern const sd_cli_cmd sd_cli_cmd_bench;
 extern const sd_cli_cmd sd_cli_cmd_vae_decode, sd_cli_cmd_vae_encode, sd_cli_cmd_vae;
 extern const sd_cli_cmd sd_cli_cmd_make_random_model;
 
@@ -43,6 +45,8 @@ static const sd_cli_cmd *const commands[] = {
     &sd_cli_cmd_outpaint,
     &sd_cli_cmd_denoise,
     &sd_cli_cmd_unet,
+    &sd_cli_cmd_make_random_model,
+    &sd_cli_cmd_bench,
     &sd_cli_cmd_vae_decode,
     &sd_cli_cmd_vae_encode,
     &sd_cli_cmd_vae,
