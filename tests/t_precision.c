@@ -7,6 +7,7 @@
  * mode did nothing and the bound would be vacuous).  The text encoder runs in float32 in
  * both modes (text_encoder.c says why): its results must be identical. */
 #include "harness.h"
+#include "case_util.h"
 #include "internal/ctx.h"
 #include "internal/kernels.h"
 #include "internal/ops.h"
@@ -43,31 +44,13 @@ static double rel_l2(const float *a, const float *b, size_t n)
     return s > 0 ? sqrt(d / s) : sqrt(d);
 }
 
-static float *tensor_f32(const sd_st_file *f, const char *name, const sd_tensor **t)
-{
-    *t = sd_st_tensor(f, name);
-    if (!*t)
-        return NULL;
-    int64_t n = sd_tensor_numel(*t);
-    float *p = malloc((size_t)n * sizeof *p);
-    if (p && sd_tensor_to_f32(NULL, *t, p, n, NULL) != SD_OK) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-/* The golden `out` [T, B, OC, H, W] (5-D: read through the mapping's data section). */
+/* The golden `out` [T, B, OC, H, W] (5-D, so not a usable tensor: its stored bytes). */
 static const float *golden_out(const sd_st_file *f, size_t n)
 {
     const sd_st_entry *e = sd_st_find(f, "out");
-    if (!e || strcmp(e->dtype_name, "F32") || e->nbytes != n * sizeof(float) || !f->map)
+    if (!e || strcmp(e->dtype_name, "F32") || e->nbytes != n * sizeof(float))
         return NULL;
-    const unsigned char *base = f->map;
-    uint64_t hdr = 0;
-    for (int i = 7; i >= 0; i--)
-        hdr = hdr << 8 | base[i];
-    return (const float *)(const void *)(base + 8 + hdr + e->offset);
+    return e->raw;
 }
 
 static void test_unet(const char *model, sd_ctx *fp, sd_ctx *bf)
@@ -81,13 +64,14 @@ static void test_unet(const char *model, sd_ctx *fp, sd_ctx *bf)
         CHECK(0, "%s: %s", cpath, err.msg);
         return;
     }
-    const sd_tensor *ts, *tt, *tc;
-    float *x = tensor_f32(f, "sample", &ts), *times = tensor_f32(f, "timesteps", &tt);
-    float *c = tensor_f32(f, "encoder_hidden_states", &tc);
+    const sd_tensor *ts = sd_st_tensor(f, "sample"), *tt = sd_st_tensor(f, "timesteps");
+    const sd_tensor *tc = sd_st_tensor(f, "encoder_hidden_states");
+    float *x = t_case_f32(f, "sample", NULL), *times = t_case_f32(f, "timesteps", NULL);
+    float *c = t_case_f32(f, "encoder_hidden_states", NULL);
     snprintf(rel, sizeof rel, "%s/model-f16.safetensors", model);
     sd_model *m = NULL;
     sd_unet *u = NULL;
-    bool ok = x && times && c && ts->ndim == 4 && tc->ndim == 3 &&
+    bool ok = ts->ndim == 4 && tc->ndim == 3 &&
               sd_model_load(NULL, t_data(rel), &m, &err) == SD_OK &&
               sd_unet_new(m, &u, &err) == SD_OK;
     CHECK(ok, "%s: case and model: %s", model, err.msg);
