@@ -75,8 +75,8 @@ asan:
 	$(Q)$(MAKE) --no-print-directory B=build-asan \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
 
-# tsan: build the thread tests into build-tsan/ with ThreadSanitizer and run them there: the
-#       pool, the ops on 1-2 threads, cancellation and two ctxs sharing a model (t_threads)
+# tsan: run the thread tests (t_pool, t_ops, t_threads) under ThreadSanitizer in build-tsan/
+#       (the pool, the ops on 1-2 threads, cancellation, two ctxs sharing a model)
 TSAN_TESTS := t_pool t_ops t_threads
 tsan:
 	$(Q)$(MAKE) --no-print-directory B=build-tsan \
