@@ -129,13 +129,15 @@ clean:
 help:
 	@grep -E '^# [a-z-]+:' Makefile | sed 's/^# /  /'
 
-# ---- GIMP plug-in (plugin/) ----------------------------------------------------------------
-# plugin/*.c -> $(B)/gimp-sd (the only code that includes libgimp), linked with libsdcore.a.
-# Built when pkg-config finds libgimp2.0-dev.  `make install` copies it to
-# $(GIMP2_DIRECTORY)/plug-ins/gimp-sd/gimp-sd: GIMP2_DIRECTORY as GIMP reads it (absolute, or
+# ---- GIMP plug-in (plugin/, ui/) -----------------------------------------------------------
+# plugin/*.c ui/*.c -> $(B)/gimp-sd (the only code that includes libgimp; ui/ holds the
+# dialogs), linked with libsdcore.a.  Built when pkg-config finds libgimp2.0-dev.
+# `make install` copies it and the help pages (ui/help/) to
+# $(GIMP2_DIRECTORY)/plug-ins/gimp-sd/: GIMP2_DIRECTORY as GIMP reads it (absolute, or
 # relative to $HOME), default $XDG_CONFIG_HOME/GIMP/2.10 (~/.config/GIMP/2.10), the folder
-# `gimptool-2.0 --install-bin` uses.  `make check` then runs the GIMP batch tests in an
-# isolated profile under $(B)/gimp-tests (tests/gimp/run-gimp-tests.sh).
+# `gimptool-2.0 --install-bin` uses.  `make check` then runs the GIMP batch tests and, with
+# Xvfb and xdotool, the GUI tests (undo, dialogs) in an isolated profile under
+# $(B)/gimp-tests (tests/gimp/run-gimp-tests.sh).
 PLUGIN_PKGS := gimp-2.0 gimpui-2.0 gegl-0.4
 PLUGIN_OK   := $(shell pkg-config --exists $(PLUGIN_PKGS) 2>/dev/null && echo yes)
 GIMP2_DIRECTORY ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/GIMP/2.10
@@ -143,15 +145,18 @@ GIMP_PROFILE := $(if $(filter /%,$(GIMP2_DIRECTORY)),$(GIMP2_DIRECTORY),$(HOME)/
 PLUGIN_DEST := $(GIMP_PROFILE)/plug-ins/gimp-sd
 
 ifeq ($(PLUGIN_OK),yes)
-PLUGIN_SRC    := $(sort $(wildcard plugin/*.c))
+PLUGIN_SRC    := $(sort $(wildcard plugin/*.c ui/*.c))
 PLUGIN_OBJ    := $(PLUGIN_SRC:%.c=$(B)/%.o)
-PLUGIN_CFLAGS := -DGLIB_DISABLE_DEPRECATION_WARNINGS $(shell pkg-config --cflags $(PLUGIN_PKGS))
+# (-isystem: GTK 2's headers do not pass -Wstrict-prototypes)
+PLUGIN_CFLAGS := -DGLIB_DISABLE_DEPRECATION_WARNINGS -Iplugin -Iui \
+                 $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PLUGIN_PKGS)))
+PLUGIN_HELP   := $(wildcard ui/help/*/*)
 PLUGIN_LIBS   := $(shell pkg-config --libs $(PLUGIN_PKGS))
 CHECK_GIMP    := tests/gimp/run-gimp-tests.sh $(B)
 
 all: $(B)/gimp-sd
 
-$(B)/plugin/%.o: plugin/%.c
+$(PLUGIN_OBJ): $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) $(SD_CFLAGS) $(PLUGIN_CFLAGS) -c -o $@ $<
@@ -169,6 +174,8 @@ install: $(B)/gimp-sd
 	exit 1; }
 	install -d "$(PLUGIN_DEST)"
 	install -m 0755 $(B)/gimp-sd "$(PLUGIN_DEST)/gimp-sd"
+	for f in $(PLUGIN_HELP:ui/%=%); do \
+	  install -D -m 0644 "ui/$$f" "$(PLUGIN_DEST)/$$f" || exit 1; done
 
 # uninstall: remove the plug-in from that folder
 uninstall:
