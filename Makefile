@@ -5,8 +5,8 @@
 #   sdcore/*.c sdcore/kernels/*.c  -> $(B)/libsdcore.a   (no GIMP/glib headers allowed)
 #   sdcore/cli/*.c                 -> $(B)/sd
 #   tests/t_*.c                    -> $(B)/tests/t_*     (each linked with libsdcore.a)
-# Kernel files named sdcore/kernels/x86_avx2*.c / x86_avx512*.c get that ISA's flags and
-# nothing else does; sdcore/kernels/ref.c is compiled without FP contraction.
+# Kernel files named sdcore/kernels/x86_avx2*.c / x86_avx512*.c / x86_avx512bf16*.c get that
+# ISA's flags and nothing else does; sdcore/kernels/ref.c is compiled without FP contraction.
 
 B        ?= build
 CC       ?= gcc
@@ -23,6 +23,7 @@ SD_LIBS    := -lopenblas -lutf8proc -lpng -lm -pthread
 REF_FLAGS  := -ffp-contract=off
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+AVX512BF16_FLAGS := $(AVX512_FLAGS) -mavx512bf16
 
 SDCORE_SRC := $(sort $(wildcard sdcore/*.c sdcore/kernels/*.c))
 SDCORE_OBJ := $(SDCORE_SRC:%.c=$(B)/%.o) $(B)/sdcore/vocab_blob.o
@@ -42,6 +43,7 @@ $(B)/%.o: %.c
 $(B)/sdcore/kernels/ref.o: ISA_FLAGS := $(REF_FLAGS)
 $(filter $(B)/sdcore/kernels/x86_avx2%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX2_FLAGS)
 $(filter $(B)/sdcore/kernels/x86_avx512%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX512_FLAGS)
+$(filter $(B)/sdcore/kernels/x86_avx512bf16%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX512BF16_FLAGS)
 
 # The CLIP BPE vocabulary (MIT, see sdcore/data/LICENSE-CLIP) is embedded in the library.
 $(B)/sdcore/vocab.txt: sdcore/data/bpe_simple_vocab_16e6.txt.gz
@@ -73,6 +75,15 @@ asan:
 	$(Q)$(MAKE) --no-print-directory B=build-asan \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
 
+# tsan: run the thread tests (t_pool, t_ops, t_threads) under ThreadSanitizer in build-tsan/
+#       (the pool, the ops on 1-2 threads, cancellation, two ctxs sharing a model)
+TSAN_TESTS := t_pool t_ops t_threads
+tsan:
+	$(Q)$(MAKE) --no-print-directory B=build-tsan \
+	  CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	  $(TSAN_TESTS:%=build-tsan/tests/%)
+	$(Q)TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" tests/run-unit-tests.sh build-tsan
+
 # random-models: full-size checkpoints with random weights for benchmarks (about 2 GB each,
 #       never built by all/check): $(B)/models/<arch>-random-<dtype>.safetensors for arch
 #       sd15|sd15-inpaint|sd21 and dtype f16|bf16|f32; this target builds the three f16 ones
@@ -82,6 +93,13 @@ $(B)/models/%.safetensors: | $(B)/sd
 	@mkdir -p $(dir $@)
 	$(Q)$(B)/sd make-random-model --arch $(word 1,$(subst -random-, ,$*)) \
 	  --dtype $(word 2,$(subst -random-, ,$*)) -o $@
+
+# bench: time the networks and whole runs on full-size random checkpoints (made once into
+#       $(B)/models/) with `sd bench`; prints the table and writes $(B)/bench.json.  Takes
+#       minutes: BENCH_ARGS="--only KEY,... --repeats N" narrows it (sd bench --list)
+BENCH_ARGS ?=
+bench: $(B)/sd $(B)/models/sd15-random-f16.safetensors $(B)/models/sd21-random-f16.safetensors
+	$(Q)$(B)/sd bench --models $(B)/models --json $(B)/bench.json $(BENCH_ARGS)
 
 # fuzz: build the libFuzzer targets tests/fuzz/fuzz_*.c with clang, ASan and UBSan into
 #       build-fuzz/ and run each for FUZZ_SECONDS (default 60) on its seed corpus; fails on
@@ -97,11 +115,15 @@ fuzz-build: $(FUZZ_BIN)
 $(B)/fuzz/%: tests/fuzz/%.c $(B)/libsdcore.a
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ  $@"
-	$(Q)$(CC) $(CFLAGS) $(SD_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libsdcore.a $(SD_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(SD_CFLAGS) -fsanitize=fuzzer -o $@ $< $(filter %.o,$^) \
+	  $(B)/libsdcore.a $(SD_LIBS) $(FUZZ_LIBS)
+# the CLI's PNG reader is not part of the library: its target links it, and zlib (CRCs)
+$(B)/fuzz/fuzz_cli_png: $(B)/sdcore/cli/image_png.o
+$(B)/fuzz/fuzz_cli_png: FUZZ_LIBS := -lz
 
 # clean: remove every build folder
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-tsan
 
 # help: list the targets
 help:
@@ -166,6 +188,6 @@ install uninstall:
 endif
 .PHONY: install uninstall
 
-.PHONY: all check asan random-models fuzz fuzz-build clean help
+.PHONY: all check asan tsan random-models bench fuzz fuzz-build clean help
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

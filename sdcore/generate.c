@@ -102,7 +102,20 @@ static sd_status check_image(const sd_image *im, int channels_ok, const char *wh
     if (!im || !im->data)
         return sd_fail(err, SD_ERR_INVALID_ARG, "%s is missing", what);
     sd_img v = sd_img_view(im->data, im->width, im->height, im->channels, im->stride);
-    return sd_img_check(&v, (unsigned)channels_ok, what, err);
+    sd_status st = sd_img_check(&v, (unsigned)channels_ok, what, err);
+    if (st)
+        return st;
+    /* one NaN or infinity (float layers can hold them) would spread through the VAE and
+     * turn the whole result black: refuse it where it can still be named */
+    for (int y = 0; y < im->height; y++) {
+        const float *row = im->data + (size_t)y * im->stride;
+        for (size_t k = 0; k < (size_t)im->width * (size_t)im->channels; k++)
+            if (!isfinite(row[k]))
+                return sd_fail(err, SD_ERR_INVALID_ARG,
+                               "%s has a sample that is not a number (NaN or infinity) at "
+                               "pixel (%zu, %d)", what, k / (size_t)im->channels, y);
+    }
+    return SD_OK;
 }
 
 static sd_status validate(const sd_model *m, const sd_gen_params *p, sd_error *err)
@@ -118,9 +131,13 @@ static sd_status validate(const sd_model *m, const sd_gen_params *p, sd_error *e
                        sd_family_name(mi.family));
     if (!mi.has_text_encoder)
         return sd_fail(err, SD_ERR_INVALID_ARG, "the model has no text encoder");
+    if (!mi.has_vae && p->task != SD_TASK_TXT2IMG)
+        return sd_fail(err, SD_ERR_INVALID_ARG,
+                       "the model has no VAE: %s needs it to encode the picture (a TAESD model "
+                       "only decodes here)", sd_task_name(p->task));
     if (!mi.has_vae && !p->taesd)
         return sd_fail(err, SD_ERR_INVALID_ARG,
-                       "the model has no VAE: give a TAESD model to encode and decode with");
+                       "the model has no VAE: give a TAESD model to decode with");
     if (p->taesd) {
         sd_model_info ti;
         sd_model_get_info(p->taesd, &ti);
@@ -150,8 +167,12 @@ static sd_status validate(const sd_model *m, const sd_gen_params *p, sd_error *e
                        p->resolution);
     if (p->task != SD_TASK_DENOISE && !(p->strength > 0 && p->strength <= 1))
         return sd_fail(err, SD_ERR_INVALID_ARG, "strength %g out of range (0, 1]", p->strength);
-    if (p->task == SD_TASK_DENOISE && p->strength > 1)
+    if (p->task == SD_TASK_DENOISE && (isnan(p->strength) || p->strength > 1))
         return sd_fail(err, SD_ERR_INVALID_ARG, "strength %g out of range (0, 1]", p->strength);
+    if (p->task == SD_TASK_DENOISE && (p->tile < 0 || (p->tile > 0 && p->tile < 64)))
+        return sd_fail(err, SD_ERR_INVALID_ARG,
+                       "denoise tile %d px: use 0 (the model's resolution) or at least 64",
+                       p->tile);
     if (!(p->mask_blur >= 0 && p->mask_blur <= 256) || p->padding < 0 || p->padding > 4096)
         return sd_fail(err, SD_ERR_INVALID_ARG, "mask blur or padding out of range");
     if ((unsigned)p->fill >= SD_FILL_COUNT)

@@ -13,7 +13,6 @@
 #include "internal/ops.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +25,14 @@
 #define LOGVAR_MIN -30.0f     /* DiagonalGaussianDistribution clamps logvar to [-30, 20] */
 #define LOGVAR_MAX 20.0f
 
+/* Tiled runs keep the latent segment global up to this many latent pixels; the tests lower
+ * it to reach the other path on small inputs. */
+#ifdef SD_TESTING
+static int64_t global_mid_max = SD_VAE_GLOBAL_MID_MAX;
+#else
+static const int64_t global_mid_max = SD_VAE_GLOBAL_MID_MAX;
+#endif
+
 /* ============================================================================================
  * The network description, read from the tensors
  * ========================================================================================== */
@@ -33,7 +40,7 @@
 typedef struct conv {
     const sd_tensor *w;   /* [O, C, k, k] (1x1 may also be stored [O, C]); NULL: absent */
     const sd_tensor *b;   /* [O] */
-    int cout, cin, k;
+    int cout, cin;
 } conv;
 
 typedef struct norm {
@@ -78,21 +85,6 @@ typedef struct vae_net {
     float scaling_factor;
 } vae_net;
 
-/* snprintf for tensor names: names longer than the buffer are cut (and then not found). */
-static void nm(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void nm(char *buf, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, n, fmt, ap);
-    va_end(ap);
-}
-
-static bool is_float(const sd_tensor *t)
-{
-    return t->dtype == SD_DTYPE_F32 || t->dtype == SD_DTYPE_F16 || t->dtype == SD_DTYPE_BF16;
-}
-
 static void shape_str(const sd_tensor *t, char *buf, size_t n)
 {
     size_t used = (size_t)snprintf(buf, n, "[");
@@ -103,23 +95,16 @@ static void shape_str(const sd_tensor *t, char *buf, size_t n)
         snprintf(buf + used, n - used, "]");
 }
 
-static bool exists(const sd_model *m, const char *base, const char *suffix)
-{
-    char name[256];
-    nm(name, sizeof name, "%s%s", base, suffix);
-    return sd_model_tensor(m, name) != NULL;
-}
-
 /* The tensor `base` + `suffix`, required to be a float tensor of `ndim` dimensions. */
 static sd_status need(const sd_model *m, sd_error *err, const sd_tensor **out, const char *base,
                       const char *suffix, int ndim)
 {
     char name[256];
-    nm(name, sizeof name, "%s%s", base, suffix);
+    sd_name(name, sizeof name, "%s%s", base, suffix);
     const sd_tensor *t = sd_model_tensor(m, name);
     if (!t)
         return sd_fail(err, SD_ERR_FORMAT, "model is missing tensor %s", name);
-    if (!is_float(t) || t->ndim != ndim) {
+    if (!sd_dtype_is_float(t->dtype) || t->ndim != ndim) {
         char s[96];
         shape_str(t, s, sizeof s);
         return sd_fail(err, SD_ERR_FORMAT, "tensor %s: %s %s is not a %dD float tensor", name,
@@ -134,7 +119,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
                            int k)
 {
     char name[256];
-    nm(name, sizeof name, "%s.weight", base);
+    sd_name(name, sizeof name, "%s.weight", base);
     const sd_tensor *w = sd_model_tensor(m, name);
     if (!w)
         return sd_fail(err, SD_ERR_FORMAT, "model is missing tensor %s", name);
@@ -143,7 +128,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
         o = w->shape[0], ci = w->shape[1], kh = w->shape[2], kw = w->shape[3];
     else if (w->ndim == 2 && k == 1)
         o = w->shape[0], ci = w->shape[1], kh = kw = 1;
-    if (!is_float(w) || kh != k || kw != k || o < 1 || o > MAX_CHANNELS || ci < 1 ||
+    if (!sd_dtype_is_float(w->dtype) || kh != k || kw != k || o < 1 || o > MAX_CHANNELS || ci < 1 ||
         ci > MAX_CHANNELS || (cin >= 0 && ci != cin)) {
         char s[96];
         shape_str(w, s, sizeof s);
@@ -160,7 +145,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
     if (b->shape[0] != o)
         return sd_fail(err, SD_ERR_FORMAT, "tensor %s.bias has %lld elements, expected %lld",
                        base, (long long)b->shape[0], (long long)o);
-    c->w = w, c->b = b, c->cout = (int)o, c->cin = (int)ci, c->k = k;
+    c->w = w, c->b = b, c->cout = (int)o, c->cin = (int)ci;
     return SD_OK;
 }
 
@@ -168,7 +153,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
 static sd_status load_norm(const sd_model *m, sd_error *err, norm *n, const char *base, int c)
 {
     char b[256];
-    nm(b, sizeof b, "%s.", base);
+    sd_name(b, sizeof b, "%s.", base);
     sd_status st = need(m, err, &n->g, b, "weight", 1);
     if (st == SD_OK)
         st = need(m, err, &n->b, b, "bias", 1);
@@ -190,25 +175,25 @@ static sd_status load_resblock(const sd_model *m, sd_error *err, resblock *r, co
 {
     char b[256];
     sd_status st;
-    nm(b, sizeof b, "%s.norm1", base);
+    sd_name(b, sizeof b, "%s.norm1", base);
     if ((st = load_norm(m, err, &r->n1, b, cin)) != SD_OK)
         return st;
-    nm(b, sizeof b, "%s.conv1", base);
+    sd_name(b, sizeof b, "%s.conv1", base);
     if ((st = load_conv(m, err, &r->c1, b, cin, 3)) != SD_OK)
         return st;
     int cout = r->c1.cout;
-    nm(b, sizeof b, "%s.norm2", base);
+    sd_name(b, sizeof b, "%s.norm2", base);
     if ((st = load_norm(m, err, &r->n2, b, cout)) != SD_OK)
         return st;
-    nm(b, sizeof b, "%s.conv2", base);
+    sd_name(b, sizeof b, "%s.conv2", base);
     if ((st = load_conv(m, err, &r->c2, b, cout, 3)) != SD_OK)
         return st;
     if (r->c2.cout != cout)
         return sd_fail(err, SD_ERR_FORMAT, "%s.conv2 has %d outputs, expected %d", base,
                        r->c2.cout, cout);
     memset(&r->nin, 0, sizeof r->nin);
-    if (exists(m, base, ".nin_shortcut.weight")) {
-        nm(b, sizeof b, "%s.nin_shortcut", base);
+    if (sd_model_tensorf(m, "%s.nin_shortcut.weight", base)) {
+        sd_name(b, sizeof b, "%s.nin_shortcut", base);
         if ((st = load_conv(m, err, &r->nin, b, cin, 1)) != SD_OK)
             return st;
         if (r->nin.cout != cout)
@@ -227,22 +212,22 @@ static sd_status load_mid(const sd_model *m, sd_error *err, half_net *h, const c
 {
     char b[256];
     sd_status st;
-    nm(b, sizeof b, "%s.mid.block_1", base);
+    sd_name(b, sizeof b, "%s.mid.block_1", base);
     if ((st = load_resblock(m, err, &h->mid1, b, c)) != SD_OK)
         return st;
     if (h->mid1.c2.cout != c)
         return sd_fail(err, SD_ERR_FORMAT, "%s changes the width", b);
-    nm(b, sizeof b, "%s.mid.attn_1", base);
-    h->attn.present = exists(m, b, ".q.weight");
+    sd_name(b, sizeof b, "%s.mid.attn_1", base);
+    h->attn.present = sd_model_tensorf(m, "%s.q.weight", b) != NULL;
     if (h->attn.present) {
         static const char *const part[] = {"q", "k", "v", "proj_out"};
         conv *cv[] = {&h->attn.q, &h->attn.k, &h->attn.v, &h->attn.o};
         char nb[256];
-        nm(nb, sizeof nb, "%s.norm", b);
+        sd_name(nb, sizeof nb, "%s.norm", b);
         if ((st = load_norm(m, err, &h->attn.n, nb, c)) != SD_OK)
             return st;
         for (int i = 0; i < 4; i++) {
-            nm(nb, sizeof nb, "%s.%s", b, part[i]);
+            sd_name(nb, sizeof nb, "%s.%s", b, part[i]);
             if ((st = load_conv(m, err, cv[i], nb, c, 1)) != SD_OK)
                 return st;
             if (cv[i]->cout != c)
@@ -250,7 +235,7 @@ static sd_status load_mid(const sd_model *m, sd_error *err, half_net *h, const c
                                cv[i]->cout, c);
         }
     }
-    nm(b, sizeof b, "%s.mid.block_2", base);
+    sd_name(b, sizeof b, "%s.mid.block_2", base);
     if ((st = load_resblock(m, err, &h->mid2, b, c)) != SD_OK)
         return st;
     if (h->mid2.c2.cout != c)
@@ -267,8 +252,8 @@ static sd_status load_level(const sd_model *m, sd_error *err, level *lv, const c
     sd_status st;
     lv->n_blocks = 0;
     for (;;) {
-        nm(b, sizeof b, "%s.block.%d", base, lv->n_blocks);
-        if (!exists(m, b, ".conv1.weight"))
+        sd_name(b, sizeof b, "%s.block.%d", base, lv->n_blocks);
+        if (!sd_model_tensorf(m, "%s.conv1.weight", b))
             break;
         if (lv->n_blocks == MAX_BLOCKS)
             return sd_fail(err, SD_ERR_UNSUPPORTED, "%s: more than %d ResNet blocks", base,
@@ -278,8 +263,8 @@ static sd_status load_level(const sd_model *m, sd_error *err, level *lv, const c
         *c = lv->blocks[lv->n_blocks++].c2.cout;
     }
     memset(&lv->resample, 0, sizeof lv->resample);
-    nm(b, sizeof b, "%s.%s.conv", base, which);
-    if (exists(m, b, ".weight")) {
+    sd_name(b, sizeof b, "%s.%s.conv", base, which);
+    if (sd_model_tensorf(m, "%s.weight", b)) {
         if ((st = load_conv(m, err, &lv->resample, b, *c, 3)) != SD_OK)
             return st;
         if (lv->resample.cout != *c)
@@ -293,8 +278,8 @@ static int count_levels(const sd_model *m, const char *fmt)
     int n = 0;
     char b[256];
     for (; n <= MAX_LEVELS; n++) {
-        nm(b, sizeof b, fmt, n);
-        if (!exists(m, b, ".block.0.conv1.weight"))
+        sd_name(b, sizeof b, fmt, n);
+        if (!sd_model_tensorf(m, "%s.block.0.conv1.weight", b))
             break;
     }
     return n;
@@ -307,7 +292,7 @@ static sd_status load_encoder(const sd_model *m, sd_error *err, half_net *e)
 {
     sd_status st;
     char b[256];
-    e->present = exists(m, ENC, ".conv_in.weight");
+    e->present = sd_model_tensor(m, ENC ".conv_in.weight") != NULL;
     if (!e->present)
         return SD_OK;
     if ((st = load_conv(m, err, &e->conv_in, ENC ".conv_in", 3, 3)) != SD_OK)
@@ -321,7 +306,7 @@ static sd_status load_encoder(const sd_model *m, sd_error *err, half_net *e)
         return sd_fail(err, SD_ERR_UNSUPPORTED, "VAE encoder: more than %d levels", MAX_LEVELS);
     e->factor = 1;
     for (int i = 0; i < e->n_levels; i++) {
-        nm(b, sizeof b, ENC ".down.%d", i);
+        sd_name(b, sizeof b, ENC ".down.%d", i);
         if ((st = load_level(m, err, &e->levels[i], b, "downsample", &c)) != SD_OK)
             return st;
         if (e->levels[i].resample.w)
@@ -335,7 +320,7 @@ static sd_status load_encoder(const sd_model *m, sd_error *err, half_net *e)
         return sd_fail(err, SD_ERR_FORMAT, "%s has %d outputs: not mean + logvar",
                        ENC ".conv_out", e->conv_out.cout);
     memset(&e->quant, 0, sizeof e->quant);
-    if (exists(m, "first_stage_model.quant_conv", ".weight")) {
+    if (sd_model_tensor(m, "first_stage_model.quant_conv.weight")) {
         st = load_conv(m, err, &e->quant, "first_stage_model.quant_conv", e->conv_out.cout, 1);
         if (st != SD_OK)
             return st;
@@ -349,14 +334,14 @@ static sd_status load_decoder(const sd_model *m, sd_error *err, half_net *d)
 {
     sd_status st;
     char b[256];
-    d->present = exists(m, DEC, ".conv_in.weight");
+    d->present = sd_model_tensor(m, DEC ".conv_in.weight") != NULL;
     if (!d->present)
         return SD_OK;
     if ((st = load_conv(m, err, &d->conv_in, DEC ".conv_in", -1, 3)) != SD_OK)
         return st;
     int z = d->conv_in.cin, c = d->conv_in.cout;
     memset(&d->quant, 0, sizeof d->quant);
-    if (exists(m, "first_stage_model.post_quant_conv", ".weight")) {
+    if (sd_model_tensor(m, "first_stage_model.post_quant_conv.weight")) {
         st = load_conv(m, err, &d->quant, "first_stage_model.post_quant_conv", z, 1);
         if (st != SD_OK)
             return st;
@@ -373,7 +358,7 @@ static sd_status load_decoder(const sd_model *m, sd_error *err, half_net *d)
         return sd_fail(err, SD_ERR_UNSUPPORTED, "VAE decoder: more than %d levels", MAX_LEVELS);
     d->factor = 1;
     for (int i = d->n_levels - 1; i >= 0; i--) {   /* the decoder runs up.N-1 .. up.0 */
-        nm(b, sizeof b, DEC ".up.%d", i);
+        sd_name(b, sizeof b, DEC ".up.%d", i);
         if ((st = load_level(m, err, &d->levels[i], b, "upsample", &c)) != SD_OK)
             return st;
         if (d->levels[i].resample.w)
@@ -956,16 +941,18 @@ static void owned(const int *starts, int n, int i, int T, int L, int *a, int *b)
     *a = lo - starts[i], *b = hi - starts[i];
 }
 
-/* Blending weight along one axis at output pixel p of a tile of S output pixels, with ramps
- * of R pixels on the sides that have a neighbour. */
+/* Blending weight along one axis at output pixel p of a tile of S output pixels, on the
+ * sides that have a neighbour: 0 over the first R/4 pixels (the tile's rim, disturbed by the
+ * zero padding of the convolutions), then a linear ramp up to 1 at R.  The neighbour covers
+ * the rim with weight > 0 because tiles overlap by at least R. */
 static float ramp(int64_t p, int64_t S, int64_t R, bool left, bool right)
 {
-    float wgt = 1.0f;
+    float wgt = 1.0f, m = (float)(R / 4), r = (float)R - m;
     if (R > 0 && left)
-        wgt = fminf(wgt, ((float)p + 0.5f) / (float)R);
+        wgt = fminf(wgt, ((float)p + 0.5f - m) / r);
     if (R > 0 && right)
-        wgt = fminf(wgt, ((float)(S - p) - 0.5f) / (float)R);
-    return wgt;
+        wgt = fminf(wgt, ((float)(S - p) - 0.5f - m) / r);
+    return fmaxf(wgt, 0.0f);
 }
 
 typedef struct tiling {
@@ -1034,8 +1021,9 @@ static sd_status tile_pass(sd_ctx *ctx, tiling *t, work *wk, float *tin, float *
     return SD_OK;
 }
 
-/* Box-downscale the job's input by k (latent pixels) into buf: [cin, (h/k) in_mul, ...]. */
-static void downscale(const tiling *t, int k, float *buf, int sh, int sw)
+/* Box-downscale the job's input by ky x kx latent pixels into buf: [cin, sh in_mul,
+ * sw in_mul] with sh = h / ky, sw = w / kx (a remainder at the bottom/right is left out). */
+static void downscale(const tiling *t, int ky, int kx, float *buf, int sh, int sw)
 {
     const job *j = t->j;
     int64_t IH = (int64_t)t->h * j->in_mul, IW = (int64_t)t->w * j->in_mul;
@@ -1044,10 +1032,10 @@ static void downscale(const tiling *t, int k, float *buf, int sh, int sw)
         for (int64_t y = 0; y < SH; y++)
             for (int64_t x = 0; x < SW; x++) {
                 double acc = 0;
-                for (int dy = 0; dy < k; dy++)
-                    for (int dx = 0; dx < k; dx++)
-                        acc += t->in[(c * IH + y * k + dy) * IW + x * k + dx];
-                buf[(c * SH + y) * SW + x] = (float)(acc / (k * k));
+                for (int dy = 0; dy < ky; dy++)
+                    for (int dx = 0; dx < kx; dx++)
+                        acc += t->in[(c * IH + y * ky + dy) * IW + x * kx + dx];
+                buf[(c * SH + y) * SW + x] = (float)(acc / (ky * kx));
             }
 }
 
@@ -1072,10 +1060,11 @@ static sd_status job_tiled(sd_ctx *ctx, tiling *t, bool fast, float *out, sd_err
         st = sd_fail_nomem(err, "VAE tiles");
         goto out;
     }
-    /* 1: estimate on the downscaled image */
-    int k = (SD_MAX(t->h, t->w) + SD_MIN(t->th, t->tw) - 1) / SD_MIN(t->th, t->tw);
-    int sh = SD_MAX(t->h / k, 1), sw = SD_MAX(t->w / k, 1);
-    downscale(t, k, tin, sh, sw);
+    /* 1: estimate on the image box-downscaled to fit in one tile, each axis on its own (a
+     * uniform factor makes strips so thin that the estimate is all border) */
+    int ky = (t->h + t->th - 1) / t->th, kx = (t->w + t->tw - 1) / t->tw;
+    int sh = t->h / ky, sw = t->w / kx;
+    downscale(t, ky, kx, tin, sh, sw);
     if ((st = job_run(ctx, j, &wk, tin, sh, sw, tout, err)) != SD_OK)
         goto out;
     stats.mode = STATS_REPLAY;
@@ -1132,7 +1121,7 @@ static sd_status run_net(sd_ctx *ctx, const vae_net *net, bool decode, const flo
         return st;
     }
 
-    bool global_mid = (int64_t)h * w <= SD_VAE_GLOBAL_MID_MAX;
+    bool global_mid = (int64_t)h * w <= global_mid_max;
     job tj = whole;
     if (global_mid) {
         tj.with_mid = false;

@@ -33,18 +33,18 @@
 
 typedef struct opts {
     const char *model, *in, *out, *casefile;
-    bool taesd, sample, sixteen;
+    bool taesd, sample, sixteen, fast;
     long tile, overlap, threads;
     uint64_t seed;
 } opts;
 
-enum { OPT_TAESD = 256, OPT_TILE, OPT_OVERLAP, OPT_SAMPLE, OPT_SEED, OPT_16BIT, OPT_CASE };
+enum { OPT_TAESD = 256, OPT_TILE, OPT_OVERLAP, OPT_FAST, OPT_SAMPLE, OPT_SEED, OPT_16BIT, OPT_CASE };
 
 static const struct option long_opts[] = {
     {"model", required_argument, NULL, 'm'},  {"input", required_argument, NULL, 'i'},
     {"output", required_argument, NULL, 'o'}, {"threads", required_argument, NULL, 't'},
     {"taesd", no_argument, NULL, OPT_TAESD},  {"tile", required_argument, NULL, OPT_TILE},
-    {"overlap", required_argument, NULL, OPT_OVERLAP},
+    {"overlap", required_argument, NULL, OPT_OVERLAP}, {"fast", no_argument, NULL, OPT_FAST},
     {"sample", no_argument, NULL, OPT_SAMPLE}, {"seed", required_argument, NULL, OPT_SEED},
     {"16bit", no_argument, NULL, OPT_16BIT},  {"case", required_argument, NULL, OPT_CASE},
     {NULL, 0, NULL, 0},
@@ -68,9 +68,10 @@ static int parse(const char *cmd, int argc, char **argv, opts *o)
         case OPT_TAESD: o->taesd = true; break;
         case OPT_SAMPLE: o->sample = true; break;
         case OPT_16BIT: o->sixteen = true; break;
+        case OPT_FAST: o->fast = true; break;
         case 't':
-            if (!sd_cli_parse_int(optarg, 0, 1024, &o->threads))
-                return sd_cli_fail(cmd, "--threads: '%s' is not a number in 0..1024", optarg);
+            if (sd_cli_parse_threads(cmd, "--threads", optarg, &o->threads))
+                return 1;
             break;
         case OPT_TILE:
             if (!sd_cli_parse_int(optarg, -1, 65536, &o->tile) ||
@@ -108,18 +109,10 @@ static bool ends_with(const char *s, const char *suffix)
 /* A ctx and the model at o->model; 0 or the exit status. */
 static int open_model(const char *cmd, const opts *o, sd_ctx **ctx, sd_model **m)
 {
-    sd_error err = {0};
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = (int)o->threads;
     *ctx = NULL, *m = NULL;
     if (!o->model)
         return sd_cli_fail(cmd, "no model given (-m MODEL)");
-    if (sd_ctx_new(&cp, ctx, &err) != SD_OK || sd_model_load(*ctx, o->model, m, &err) != SD_OK) {
-        sd_ctx_free(*ctx);
-        *ctx = NULL;
-        return sd_cli_fail_err(cmd, &err);
-    }
-    return 0;
+    return sd_cli_open_model(cmd, o->model, o->threads, false, ctx, m);
 }
 
 /* The float tensor `names[0]`, `names[1]`, ... (or the file's only tensor) of shape
@@ -236,11 +229,32 @@ static int write_image(const char *cmd, const char *path, const float *rgb, int 
     return rc;
 }
 
+/* Latent channels *z, pixels per latent pixel *f and scaling factor *sf (1 for TAESD) of the
+ * model's VAE or, with taesd, of its TAESD.  0 or the exit status. */
+static int latent_geometry(const char *cmd, const sd_model *m, bool taesd, int *z, int *f,
+                           float *sf)
+{
+    sd_error err = {0};
+    if (taesd) {
+        sd_taesd_info ti;
+        if (sd_taesd_get_info(m, &ti, &err) != SD_OK)
+            return sd_cli_fail_err(cmd, &err);
+        *z = ti.latent_channels, *f = ti.factor, *sf = 1.0f;
+    } else {
+        sd_vae_info vi;
+        if (sd_vae_get_info(m, &vi, &err) != SD_OK)
+            return sd_cli_fail_err(cmd, &err);
+        *z = vi.latent_channels, *f = vi.factor, *sf = vi.scaling_factor;
+    }
+    return 0;
+}
+
 static sd_vae_opts vae_opts(const opts *o)
 {
     sd_vae_opts v = sd_vae_opts_default();
     v.tile = (int)o->tile;
     v.overlap = (int)o->overlap;
+    v.fast = o->fast;
     return v;
 }
 
@@ -257,8 +271,10 @@ static int cmd_vae_decode(int argc, char **argv)
         return rc;
     if (!o.in || !o.out)
         return sd_cli_fail(cmd, "need -i LATENT.safetensors and -o OUT.png|OUT.safetensors");
-    if (o.sample || o.casefile)
-        return sd_cli_fail(cmd, "--sample/--case do not apply to decoding");
+    if (o.sample || o.seed || o.casefile)
+        return sd_cli_fail(cmd, "--sample/--seed/--case do not apply to decoding");
+    if (!ends_with(o.out, ".png") && !ends_with(o.out, ".safetensors"))
+        return sd_cli_fail(cmd, "%s: output must end in .png or .safetensors", o.out);
     sd_ctx *ctx;
     sd_model *m;
     if ((rc = open_model(cmd, &o, &ctx, &m)))
@@ -268,23 +284,10 @@ static int cmd_vae_decode(int argc, char **argv)
     int Z, h, w;
     sd_error err = {0};
     int zc = 0, f = 0;
-    if ((rc = read_chw(cmd, ctx, o.in, names, &lat, &Z, &h, &w)))
+    float sf;
+    if ((rc = read_chw(cmd, ctx, o.in, names, &lat, &Z, &h, &w)) ||
+        (rc = latent_geometry(cmd, m, o.taesd, &zc, &f, &sf)))
         goto out;
-    if (o.taesd) {
-        sd_taesd_info ti;
-        if (sd_taesd_get_info(m, &ti, &err) != SD_OK) {
-            rc = sd_cli_fail_err(cmd, &err);
-            goto out;
-        }
-        zc = ti.latent_channels, f = ti.factor;
-    } else {
-        sd_vae_info vi;
-        if (sd_vae_get_info(m, &vi, &err) != SD_OK) {
-            rc = sd_cli_fail_err(cmd, &err);
-            goto out;
-        }
-        zc = vi.latent_channels, f = vi.factor;
-    }
     if (Z != zc) {
         rc = sd_cli_fail(cmd, "%s: %d latent channels, the model takes %d", o.in, Z, zc);
         goto out;
@@ -318,9 +321,10 @@ out:
 const sd_cli_cmd sd_cli_cmd_vae_decode = {
     "vae-decode",
     "-m MODEL -i LATENT.safetensors -o OUT.png|OUT.safetensors [--taesd] [--tile N] "
-    "[--overlap N] [--16bit] [-t THREADS]",
+    "[--overlap N] [--fast] [--16bit] [-t THREADS]",
     "decode UNet-space latents (tensor 'latents' [1,Z,h,w]) to an image (PNG, or tensor "
-    "'image' [1,3,H,W] in 0..1); --tile: -1 auto, 0 off, N latent px",
+    "'image' [1,3,H,W] in 0..1); --tile: -1 auto, 0 off, N latent px; --fast: one pass over "
+    "the tiles",
     cmd_vae_decode};
 
 /* ============================================================================================
@@ -340,6 +344,8 @@ static int cmd_vae_encode(int argc, char **argv)
         return sd_cli_fail(cmd, "%s: output must end in .safetensors", o.out);
     if (o.sample && o.taesd)
         return sd_cli_fail(cmd, "--sample: TAESD has no posterior to sample");
+    if (o.seed && !o.sample)
+        return sd_cli_fail(cmd, "--seed needs --sample");
     if (o.casefile || o.sixteen)
         return sd_cli_fail(cmd, "--case/--16bit do not apply to encoding");
     sd_ctx *ctx;
@@ -348,25 +354,11 @@ static int cmd_vae_encode(int argc, char **argv)
         return rc;
     float *img = NULL, *lat = NULL, *noise = NULL;
     int H, W, Z, f;
-    float sf = 1.0f;
+    float sf;
     sd_error err = {0};
-    if ((rc = read_image(cmd, ctx, o.in, &img, &H, &W)))
+    if ((rc = read_image(cmd, ctx, o.in, &img, &H, &W)) ||
+        (rc = latent_geometry(cmd, m, o.taesd, &Z, &f, &sf)))
         goto out;
-    if (o.taesd) {
-        sd_taesd_info ti;
-        if (sd_taesd_get_info(m, &ti, &err) != SD_OK) {
-            rc = sd_cli_fail_err(cmd, &err);
-            goto out;
-        }
-        Z = ti.latent_channels, f = ti.factor;
-    } else {
-        sd_vae_info vi;
-        if (sd_vae_get_info(m, &vi, &err) != SD_OK) {
-            rc = sd_cli_fail_err(cmd, &err);
-            goto out;
-        }
-        Z = vi.latent_channels, f = vi.factor, sf = vi.scaling_factor;
-    }
     if (H % f || W % f) {
         rc = sd_cli_fail(cmd, "%s: %dx%d is not a multiple of %d pixels: crop or resize it",
                          o.in, W, H, f);
@@ -415,9 +407,10 @@ out:
 const sd_cli_cmd sd_cli_cmd_vae_encode = {
     "vae-encode",
     "-m MODEL -i IMAGE.png|IMAGE.safetensors -o LATENT.safetensors [--taesd] "
-    "[--sample --seed N] [--tile N] [--overlap N] [-t THREADS]",
+    "[--sample [--seed N]] [--tile N] [--overlap N] [--fast] [-t THREADS]",
     "encode an image (PNG, or tensor 'image' [1,3,H,W] in 0..1) to UNet-space latents "
-    "(tensor 'latents'): posterior mean * scaling_factor, or a sample with --sample",
+    "(tensor 'latents'): posterior mean * scaling_factor, or with --sample a draw with "
+    "torch's CPU generator seeded N (default 0), as diffusers' latent_dist.sample",
     cmd_vae_encode};
 
 /* ============================================================================================
@@ -481,13 +474,10 @@ static int run_case(const char *cmd, sd_ctx *ctx, const sd_model *m, sd_st_file 
     int64_t si[4], sa[4], sb[4];
     sd_error err = {0};
     sd_status st;
-    float sf = 1.0f;
-    if (!taesd) {
-        sd_vae_info vi;
-        if (sd_vae_get_info(m, &vi, &err) != SD_OK)
-            return sd_cli_fail_err(cmd, &err);
-        sf = vi.scaling_factor;
-    }
+    int z, factor;
+    float sf;
+    if ((rc = latent_geometry(cmd, m, taesd, &z, &factor, &sf)))
+        return rc;
     /* encoder */
     if ((rc = case_tensor(cmd, ctx, f, "image", &img, &ni, si)) ||
         (rc = case_tensor(cmd, ctx, f, taesd ? "latents" : "posterior_mean", &ra, &na, sa)))
@@ -558,8 +548,8 @@ static int cmd_vae(int argc, char **argv)
         return rc;
     if (!o.casefile)
         return sd_cli_fail(cmd, "need --case CASE.safetensors");
-    if (o.in || o.out || o.sample || o.sixteen)
-        return sd_cli_fail(cmd, "-i/-o/--sample/--16bit do not apply to --case");
+    if (o.in || o.out || o.sample || o.seed || o.sixteen)
+        return sd_cli_fail(cmd, "-i/-o/--sample/--seed/--16bit do not apply to --case");
     sd_error err = {0};
     sd_st_file *f = NULL;
     if (sd_st_open(o.casefile, &f, &err) != SD_OK)
@@ -589,7 +579,9 @@ static int cmd_vae(int argc, char **argv)
 }
 
 const sd_cli_cmd sd_cli_cmd_vae = {
-    "vae", "--case CASE.safetensors -m MODEL [--taesd] [--tile N] [--overlap N] [-t THREADS]",
+    "vae",
+    "--case CASE.safetensors -m MODEL [--taesd] [--tile N] [--overlap N] [--fast] "
+    "[-t THREADS]",
     "run a golden VAE (tiny-sd15/vae.safetensors) or TAESD case and print the errors; exit 1 "
     "outside |err| <= 1e-4 max|ref| + 1e-5",
     cmd_vae};

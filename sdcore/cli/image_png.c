@@ -28,7 +28,11 @@ typedef struct png_job {
 static void on_error(png_structp png, png_const_charp msg)
 {
     png_job *j = png_get_error_ptr(png);
-    snprintf(j->errbuf, j->errlen, "%s: %s", j->path, msg);
+    if (j->f && feof(j->f)) /* libpng's "Read Error" and the like: it read past the end */
+        snprintf(j->errbuf, j->errlen, "%s: the file ends too early (truncated?): %s", j->path,
+                 msg);
+    else
+        snprintf(j->errbuf, j->errlen, "%s: %s", j->path, msg);
     png_longjmp(png, 1);
 }
 
@@ -53,6 +57,10 @@ static int read_body(png_job *j, int *w_out, int *h_out)
     png_init_io(j->png, j->f);
     png_set_sig_bytes(j->png, 8);
     png_set_user_limits(j->png, 65535, 65535);
+    /* Only IHDR, PLTE, tRNS, IDAT and IEND matter to the pixels.  Every other chunk is
+     * skipped unread: libpng would otherwise allocate (and clear) a text or profile chunk's
+     * declared length, up to 2 GB, before finding that a 50-byte file ends there. */
+    png_set_keep_unknown_chunks(j->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
     png_read_info(j->png, j->info);
     png_uint_32 w = png_get_image_width(j->png, j->info);
     png_uint_32 h = png_get_image_height(j->png, j->info);
@@ -79,13 +87,17 @@ static int read_body(png_job *j, int *w_out, int *h_out)
         return fail(j, "unexpected pixel layout after conversion");
     j->rows = malloc(rowbytes * h);
     j->row_ptrs = malloc(sizeof *j->row_ptrs * h);
-    j->pix = malloc(sizeof *j->pix * 4 * (size_t)w * h);
-    if (!j->rows || !j->row_ptrs || !j->pix)
+    if (!j->rows || !j->row_ptrs)
         return fail(j, "out of memory");
     for (png_uint_32 y = 0; y < h; y++)
         j->row_ptrs[y] = j->rows + rowbytes * y;
     png_read_image(j->png, j->row_ptrs);
     png_read_end(j->png, NULL);
+    /* the float copy (4 times the 8-bit rows) only once the file has proven to hold them:
+     * a corrupt header declaring 16384 x 16384 fails above without asking for 4 GB */
+    j->pix = malloc(sizeof *j->pix * 4 * (size_t)w * h);
+    if (!j->pix)
+        return fail(j, "out of memory");
     size_t n = (size_t)w * h * 4;
     if (out_depth == 16) {
         for (size_t i = 0; i < n; i++)

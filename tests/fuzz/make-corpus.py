@@ -7,13 +7,18 @@ change.  Seeds stay small (the whole corpus well under 200 KB):
   - "shrunk" files: a subset of a real model's tensors with the real names and ranks but
     tiny shapes and data, complete and loadable (so the fuzzer starts past validation),
   - the sidecar and diffusers config JSON files, prefixed by a family byte where the
-    target reads one.
+    target reads one,
+  - prompts (a mode byte, then the text): the tokenizer golden cases' hard parts plus the
+    A1111 syntax (weights, nesting, escapes, BREAK, bad weights),
+  - tiny PNGs of every colour type and the bit depths and options the CLI's reader converts
+    (palette + tRNS, 1-bit gray, 16-bit, gray + alpha, interlaced).
 """
 import json
 import os
 import re
 import shutil
 import struct
+import zlib
 
 DATA = "tests/data"
 OUT = "tests/fuzz/corpus"
@@ -74,6 +79,20 @@ def small_dims(name, shape):
     elif re.match(r"^((en|de)coder\.layers\.0|0|1)\.weight$", name):
         s[1] = shape[1]  # TAESD first convs: RGB in / latent in
     return s
+
+
+def png_bytes(w, h, color_type, depth, rows, interlace=0, extra=()):
+    """A PNG from raw scanlines (each a bytes object, filter byte included; for an
+    interlaced image the already-interlaced stream); extra = [(type, data)] chunks placed
+    before IDAT."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, interlace)
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+    for kind, data in extra:
+        out += chunk(kind, data)
+    return out + chunk(b"IDAT", zlib.compress(b"".join(rows), 9)) + chunk(b"IEND", b"")
 
 
 def put(target, name, data):
@@ -162,6 +181,49 @@ def main():
                           "layer_norm_eps": 1e-5},
          "vae": {"scaling_factor": 0.18215}, "scheduler": {"prediction_type": "v_prediction"},
          "tokenizer": {"pad_token": {"content": "!"}}}).encode())
+
+    # ---- prompts: a mode byte (bit 0: SD2), then UTF-8 text --------------------------------
+    with open(f"{DATA}/tokenizer/cases.json", encoding="utf-8") as f:
+        cases = json.load(f)["cases"]
+    picked = [c["prompt"] for c in cases if len(c["prompt"]) < 200]
+    prompts = {
+        "golden-sd1.txt": (0, "\n".join(picked[:20])),
+        "golden-sd2.txt": (1, "\n".join(picked[20:])),
+        "weights.txt": (0, "a ((masterpiece:1.2)), [[blurry]], (red:0.5) dish BREAK "
+                           "(cat:-1) [from:to:0.5] \\(literal\\) \\[x\\] \\\\ end"),
+        "nesting.txt": (1, "(((((a) b) c:1.5) d]] e)) (f:.5) (g:1.) (h:+2) (i:1.2.3) "
+                           "(j:\u0663\u0662) BREAKfast BREAK\u00a0x\u3000BREAK"),
+        "commas.txt": (0, ", ".join(f"word{i} thing" for i in range(60))),
+        "specials.txt": (1, "really!!! <|startoftext|>x<|endoftext|> &amp; &#x1F600; "
+                            "\uff08full\uff09 \ufb01 \u201cq\u201d \x1b[31mred\r\n"),
+        "weight-huge.txt": (0, "((((x:1e38)))) (y:99999999999999999999999999999999999999999)"),
+    }
+    for name, (mode, text) in prompts.items():
+        put("fuzz_prompt", name, bytes([mode]) + text.encode("utf-8"))
+    put("fuzz_prompt", "bad-utf8.txt", b"\0a \xc3\x28 \xed\xa0\x80 \xf4\x90\x80\x80 \xc0\xaf")
+
+    # ---- PNGs of each colour type ----------------------------------------------------------
+    def rows(w, h, bpp, f=lambda x, y, k: (x * 37 + y * 11 + k * 5) & 0xFF):
+        return [bytes([y % 5]) + bytes(f(x, y, k) for x in range(w) for k in range(bpp))
+                for y in range(h)]
+    pngs = {
+        "rgb8.png": png_bytes(5, 3, 2, 8, rows(5, 3, 3)),
+        "rgba8.png": png_bytes(4, 4, 6, 8, rows(4, 4, 4)),
+        "rgb16.png": png_bytes(3, 2, 2, 16, rows(3, 2, 6)),
+        "gray-alpha16.png": png_bytes(2, 3, 4, 16, rows(2, 3, 4)),
+        "gray1.png": png_bytes(9, 2, 0, 1, [b"\0\xa5\x80", b"\0\x5a\x00"]),
+        "gray8-trns.png": png_bytes(3, 3, 0, 8, rows(3, 3, 1),
+                                    extra=[(b"tRNS", b"\x00\x25"), (b"gAMA", bytes(4))]),
+        "palette4-trns.png": png_bytes(6, 2, 3, 4, [b"\0\x01\x23\x10", b"\0\x32\x10\x23"],
+                                       extra=[(b"PLTE", bytes(range(12))),
+                                              (b"tRNS", b"\x00\x80")]),
+        # Adam7 of a 2x2 RGB image: pass 1 pixel (0,0), pass 6 pixel (1,0), pass 7 row 1
+        "rgb8-interlaced.png": png_bytes(2, 2, 2, 8, [b"\0\x10\x20\x30", b"\0\x40\x50\x60",
+                                                      b"\0\x70\x80\x90\xa0\xb0\xc0"],
+                                         interlace=1),
+    }
+    for name, data in pngs.items():
+        put("fuzz_cli_png", name, data)
 
 
 if __name__ == "__main__":

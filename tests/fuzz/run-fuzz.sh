@@ -5,6 +5,9 @@
 # target's closing figures (runs, cov, ft, corpus) and keeps its log in BUILD_DIR/fuzz/.
 # A crash, leak, sanitizer report or timeout leaves the reproducer in
 # BUILD_DIR/fuzz/artifacts/ and makes the script exit non-zero after the other targets ran.
+# A target uses tests/fuzz/<target>.dict when there is one (else the shared sd.dict) and
+# adds the libFuzzer flags on the first line of tests/fuzz/<target>.options (later flags
+# win; the lines after it are comments).
 set -u
 build=$1 secs=$2
 shift 2
@@ -21,11 +24,15 @@ for name in "${targets[@]}"; do
     seeds=tests/fuzz/corpus/$name
     work=$build/fuzz/corpus/$name
     log=$build/fuzz/$name.log
+    dict=tests/fuzz/$name.dict
+    [ -f "$dict" ] || dict=tests/fuzz/sd.dict
+    opts=()
+    [ -f "tests/fuzz/$name.options" ] && read -r -a opts <"tests/fuzz/$name.options"
     mkdir -p "$work"
     # -rss_limit_mb: inputs are at most -max_len bytes; anything near the limit is a bug
-    "$build/fuzz/$name" -dict=tests/fuzz/sd.dict -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+    "$build/fuzz/$name" -dict="$dict" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
         -max_len=262144 -print_final_stats=1 -artifact_prefix="$build/fuzz/artifacts/$name-" \
-        "$work" "$seeds" >"$log" 2>&1
+        "${opts[@]}" "$work" "$seeds" >"$log" 2>&1
     rc=$?
     runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
     last=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
