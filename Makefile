@@ -5,8 +5,8 @@
 #   sdcore/*.c sdcore/kernels/*.c  -> $(B)/libsdcore.a   (no GIMP/glib headers allowed)
 #   sdcore/cli/*.c                 -> $(B)/sd
 #   tests/t_*.c                    -> $(B)/tests/t_*     (each linked with libsdcore.a)
-# Kernel files named sdcore/kernels/x86_avx2*.c / x86_avx512*.c get that ISA's flags and
-# nothing else does; sdcore/kernels/ref.c is compiled without FP contraction.
+# Kernel files named sdcore/kernels/x86_avx2*.c / x86_avx512*.c / x86_avx512bf16*.c get that
+# ISA's flags and nothing else does; sdcore/kernels/ref.c is compiled without FP contraction.
 
 B        ?= build
 CC       ?= gcc
@@ -23,6 +23,7 @@ SD_LIBS    := -lopenblas -lutf8proc -lpng -lm -pthread
 REF_FLAGS  := -ffp-contract=off
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+AVX512BF16_FLAGS := $(AVX512_FLAGS) -mavx512bf16
 
 SDCORE_SRC := $(sort $(wildcard sdcore/*.c sdcore/kernels/*.c))
 SDCORE_OBJ := $(SDCORE_SRC:%.c=$(B)/%.o) $(B)/sdcore/vocab_blob.o
@@ -42,6 +43,7 @@ $(B)/%.o: %.c
 $(B)/sdcore/kernels/ref.o: ISA_FLAGS := $(REF_FLAGS)
 $(filter $(B)/sdcore/kernels/x86_avx2%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX2_FLAGS)
 $(filter $(B)/sdcore/kernels/x86_avx512%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX512_FLAGS)
+$(filter $(B)/sdcore/kernels/x86_avx512bf16%,$(SDCORE_OBJ)): ISA_FLAGS := $(AVX512BF16_FLAGS)
 
 # The CLIP BPE vocabulary (MIT, see sdcore/data/LICENSE-CLIP) is embedded in the library.
 $(B)/sdcore/vocab.txt: sdcore/data/bpe_simple_vocab_16e6.txt.gz
@@ -92,6 +94,13 @@ $(B)/models/%.safetensors: | $(B)/sd
 	$(Q)$(B)/sd make-random-model --arch $(word 1,$(subst -random-, ,$*)) \
 	  --dtype $(word 2,$(subst -random-, ,$*)) -o $@
 
+# bench: time the networks and whole runs on full-size random checkpoints (made once into
+#       $(B)/models/) with `sd bench`; prints the table and writes $(B)/bench.json.  Takes
+#       minutes: BENCH_ARGS="--only KEY,... --repeats N" narrows it (sd bench --list)
+BENCH_ARGS ?=
+bench: $(B)/sd $(B)/models/sd15-random-f16.safetensors $(B)/models/sd21-random-f16.safetensors
+	$(Q)$(B)/sd bench --models $(B)/models --json $(B)/bench.json $(BENCH_ARGS)
+
 # fuzz: build the libFuzzer targets tests/fuzz/fuzz_*.c with clang, ASan and UBSan into
 #       build-fuzz/ and run each for FUZZ_SECONDS (default 60) on its seed corpus; fails on
 #       any crash (reproducers land in build-fuzz/fuzz/artifacts/)
@@ -120,13 +129,15 @@ clean:
 help:
 	@grep -E '^# [a-z-]+:' Makefile | sed 's/^# /  /'
 
-# ---- GIMP plug-in (plugin/) ----------------------------------------------------------------
-# plugin/*.c -> $(B)/gimp-sd (the only code that includes libgimp), linked with libsdcore.a.
-# Built when pkg-config finds libgimp2.0-dev.  `make install` copies it to
-# $(GIMP2_DIRECTORY)/plug-ins/gimp-sd/gimp-sd: GIMP2_DIRECTORY as GIMP reads it (absolute, or
+# ---- GIMP plug-in (plugin/, ui/) -----------------------------------------------------------
+# plugin/*.c ui/*.c -> $(B)/gimp-sd (the only code that includes libgimp; ui/ holds the
+# dialogs), linked with libsdcore.a.  Built when pkg-config finds libgimp2.0-dev.
+# `make install` copies it and the help pages (ui/help/) to
+# $(GIMP2_DIRECTORY)/plug-ins/gimp-sd/: GIMP2_DIRECTORY as GIMP reads it (absolute, or
 # relative to $HOME), default $XDG_CONFIG_HOME/GIMP/2.10 (~/.config/GIMP/2.10), the folder
-# `gimptool-2.0 --install-bin` uses.  `make check` then runs the GIMP batch tests in an
-# isolated profile under $(B)/gimp-tests (tests/gimp/run-gimp-tests.sh).
+# `gimptool-2.0 --install-bin` uses.  `make check` then runs the GIMP batch tests and, with
+# Xvfb and xdotool, the GUI tests (undo, dialogs) in an isolated profile under
+# $(B)/gimp-tests (tests/gimp/run-gimp-tests.sh).
 PLUGIN_PKGS := gimp-2.0 gimpui-2.0 gegl-0.4
 PLUGIN_OK   := $(shell pkg-config --exists $(PLUGIN_PKGS) 2>/dev/null && echo yes)
 GIMP2_DIRECTORY ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/GIMP/2.10
@@ -134,15 +145,18 @@ GIMP_PROFILE := $(if $(filter /%,$(GIMP2_DIRECTORY)),$(GIMP2_DIRECTORY),$(HOME)/
 PLUGIN_DEST := $(GIMP_PROFILE)/plug-ins/gimp-sd
 
 ifeq ($(PLUGIN_OK),yes)
-PLUGIN_SRC    := $(sort $(wildcard plugin/*.c))
+PLUGIN_SRC    := $(sort $(wildcard plugin/*.c ui/*.c))
 PLUGIN_OBJ    := $(PLUGIN_SRC:%.c=$(B)/%.o)
-PLUGIN_CFLAGS := -DGLIB_DISABLE_DEPRECATION_WARNINGS $(shell pkg-config --cflags $(PLUGIN_PKGS))
+# (-isystem: GTK 2's headers do not pass -Wstrict-prototypes)
+PLUGIN_CFLAGS := -DGLIB_DISABLE_DEPRECATION_WARNINGS -Iplugin -Iui \
+                 $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PLUGIN_PKGS)))
+PLUGIN_HELP   := $(wildcard ui/help/*/*)
 PLUGIN_LIBS   := $(shell pkg-config --libs $(PLUGIN_PKGS))
 CHECK_GIMP    := tests/gimp/run-gimp-tests.sh $(B)
 
 all: $(B)/gimp-sd
 
-$(B)/plugin/%.o: plugin/%.c
+$(PLUGIN_OBJ): $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) $(SD_CFLAGS) $(PLUGIN_CFLAGS) -c -o $@ $<
@@ -160,6 +174,8 @@ install: $(B)/gimp-sd
 	exit 1; }
 	install -d "$(PLUGIN_DEST)"
 	install -m 0755 $(B)/gimp-sd "$(PLUGIN_DEST)/gimp-sd"
+	for f in $(PLUGIN_HELP:ui/%=%); do \
+	  install -D -m 0644 "ui/$$f" "$(PLUGIN_DEST)/$$f" || exit 1; done
 
 # uninstall: remove the plug-in from that folder
 uninstall:
@@ -172,6 +188,6 @@ install uninstall:
 endif
 .PHONY: install uninstall
 
-.PHONY: all check asan tsan random-models fuzz fuzz-build clean help
+.PHONY: all check asan tsan random-models bench fuzz fuzz-build clean help
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,7 +1,10 @@
 /* engine.c - the plug-in's hold on sdcore: one engine ctx and the one model it keeps loaded,
- * reused while the same file is asked for.  In the resident process this object lives as long
- * as GIMP does, which is what makes the second filter call skip the model load; in a filter's
- * own process it lives for one call.  Counters feed plug-in-sd-resident-status. */
+ * reused while the same file is asked for, plus the TAESD decoder the dialog's previews use.
+ * In the resident process this object lives as long as GIMP does, which is what makes the
+ * second filter call skip the model load; in a dialog it lives while the dialog is open; in a
+ * filter's own process it lives for one call.  Counters feed plug-in-sd-resident-status.
+ * Nothing here calls libgimp, so the dialog's worker thread may use an engine (one thread at
+ * a time). */
 #include "sdp.h"
 
 #include <errno.h>
@@ -14,6 +17,8 @@ struct sdp_engine {
     sd_model *model;
     gchar *path;                 /* real path of the loaded model, NULL when none */
     struct stat st;              /* identity of the loaded file when it was loaded */
+    sd_model *taesd;             /* preview decoder, NULL when none */
+    gchar *taesd_path;           /* the path it was asked for */
     int loads, calls;
 };
 
@@ -35,6 +40,8 @@ void sdp_engine_free(sdp_engine *e)
     if (!e)
         return;
     sdp_engine_release(e);
+    sd_model_free(e->taesd);
+    g_free(e->taesd_path);
     sd_ctx_free(e->ctx);
     g_free(e);
 }
@@ -93,7 +100,7 @@ gboolean sdp_engine_model(sdp_engine *e, const char *path, const sd_model **mode
     gchar *real = realpath(path, NULL);
     struct stat st;
     if (!real || stat(real, &st) != 0) {
-        g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "model %s cannot be opened: %s", path,
+        g_set_error(error, SDP_ERROR, SDP_ERROR_MODEL, "model %s cannot be opened: %s", path,
                     g_strerror(errno));
         free(real);
         return FALSE;
@@ -108,10 +115,10 @@ gboolean sdp_engine_model(sdp_engine *e, const char *path, const sd_model **mode
     sd_model *m = NULL;
     if (sd_model_load(ctx, real, &m, &err) != SD_OK) {
         if (strstr(err.msg, real) || strstr(err.msg, path))
-            g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "the model could not be loaded: %s",
+            g_set_error(error, SDP_ERROR, SDP_ERROR_MODEL, "the model could not be loaded: %s",
                         err.msg);
         else
-            g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "model %s could not be loaded: %s",
+            g_set_error(error, SDP_ERROR, SDP_ERROR_MODEL, "model %s could not be loaded: %s",
                         path, err.msg);
         free(real);
         return FALSE;
@@ -121,9 +128,9 @@ gboolean sdp_engine_model(sdp_engine *e, const char *path, const sd_model **mode
     const char *why = cannot_generate(&info);
     if (why) {
         if (info.family == SD_FAMILY_TAESD)
-            g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "model %s %s", path, why);
+            g_set_error(error, SDP_ERROR, SDP_ERROR_MODEL, "model %s %s", path, why);
         else
-            g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED, "model %s (%s) %s", path,
+            g_set_error(error, SDP_ERROR, SDP_ERROR_MODEL, "model %s (%s) %s", path,
                         sd_family_name(info.family), why);
         sd_model_free(m);
         free(real);
@@ -135,6 +142,53 @@ gboolean sdp_engine_model(sdp_engine *e, const char *path, const sd_model **mode
     e->loads++;
     free(real);
     *model = m;
+    return TRUE;
+}
+
+gboolean sdp_engine_taesd(sdp_engine *e, const char *path, const sd_model **taesd,
+                          GError **error)
+{
+    if (!e->taesd || g_strcmp0(e->taesd_path, path) != 0) {
+        sd_model_free(e->taesd);
+        e->taesd = NULL;
+        g_free(e->taesd_path);
+        e->taesd_path = NULL;
+        sd_error err = {0};
+        sd_model *m = NULL;
+        if (sd_model_load(NULL, path, &m, &err) != SD_OK) {
+            g_set_error(error, SDP_ERROR, SDP_ERROR_MODEL, "preview decoder: %s", err.msg);
+            return FALSE;
+        }
+        sd_model_info info;
+        sd_model_get_info(m, &info);
+        if (info.family != SD_FAMILY_TAESD || !info.has_taesd_decoder) {
+            g_set_error(error, SDP_ERROR, SDP_ERROR_MODEL,
+                        "preview decoder %s is not a TAESD decoder", path);
+            sd_model_free(m);
+            return FALSE;
+        }
+        e->taesd = m;
+        e->taesd_path = g_strdup(path);
+    }
+    *taesd = e->taesd;
+    return TRUE;
+}
+
+gboolean sdp_model_probe(const char *path, sd_task task, sd_model_info *info,
+                         sd_gen_params *defaults, GError **error)
+{
+    sd_error err = {0};
+    sd_model *m = NULL;
+    if (sd_model_load(NULL, path, &m, &err) != SD_OK) {
+        g_set_error_literal(error, SDP_ERROR, SDP_ERROR_MODEL, err.msg);
+        return FALSE;
+    }
+    sd_model_get_info(m, info);
+    if (defaults) {
+        *defaults = sd_gen_params_default(task);
+        sd_gen_params_resolve(m, defaults);
+    }
+    sd_model_free(m);
     return TRUE;
 }
 

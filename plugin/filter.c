@@ -5,6 +5,10 @@
  * the source layer, attach the parameters as a parasite.  The source layer's pixels are never
  * written, and a failure before the commit leaves the image untouched.
  *
+ * The run is split into sdp_job_prepare (main thread), sdp_job_generate (any thread: no
+ * libgimp) and sdp_job_commit (main thread), so that the dialog generates on a worker thread
+ * with exactly the code the non-interactive path runs in a row (sdp_run_filter).
+ *
  * Geometry (drawable coordinates unless said otherwise; `sel` is the selection's soft mask):
  *   txt2img   the selection's bounds (image coordinates), else the canvas; width/height
  *             override the size; the layer's alpha is the selection.
@@ -23,11 +27,15 @@
 
 #include <string.h>
 
-typedef struct job {
+struct sdp_job {
     sdp_filter f;
     gboolean new_image;
     gint32 image, drawable;
-    const sdp_vals *v;
+    sdp_vals vals;               /* the values of this run (a copy) */
+    const sdp_vals *v;           /* = &vals */
+    gchar *model_path;           /* resolved by the prepare */
+    gchar *model_file;           /* the real path the engine loaded (parasite) */
+    gint32 seed;                 /* drawn by the prepare when vals.seed is -1 */
     gboolean has_sel;            /* the image has a non-empty selection */
     sdp_rect init_r;             /* init rectangle, drawable coordinates */
     sdp_rect layer_r;            /* result layer, image coordinates after the commit */
@@ -35,8 +43,12 @@ typedef struct job {
     int gen_w, gen_h;            /* txt2img: size asked of the engine (0 = native) */
     int ext[4];                  /* outpaint: left, top, right, bottom */
     gboolean resize;             /* outpaint grows the canvas by ext */
+    int seen[6];                 /* layer x, y, w, h and canvas w, h when planned */
     sd_image init, mask, sel;    /* sel covers layer_r; empty without a selection */
-} job;
+    sd_gen_result r;             /* the engine's result, after the generation */
+    sd_image px;                 /* the result layer's pixels, after the generation */
+};
+typedef struct sdp_job job;
 
 static gboolean fail(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
@@ -97,6 +109,8 @@ static gboolean plan(job *j, GError **error)
     gimp_drawable_offsets(j->drawable, &ox, &oy);
     int dw = gimp_drawable_width(j->drawable), dh = gimp_drawable_height(j->drawable);
     int cw = gimp_image_width(j->image), ch = gimp_image_height(j->image);
+    const int seen[6] = {ox, oy, dw, dh, cw, ch};
+    memcpy(j->seen, seen, sizeof seen);
 
     if (j->f == SDP_TXT2IMG) {
         sdp_rect t = {0, 0, cw, ch};
@@ -289,43 +303,37 @@ static sd_gen_params gen_params(const job *j, gint32 seed)
     return p;
 }
 
-static gboolean generate(job *j, sdp_engine *e, const sd_model *m, gint32 seed,
-                         sd_gen_result *res, GError **error)
+/* The engine's status as a GError a user can act on. */
+static gboolean engine_failed(sd_status st, const sd_error *err, GError **error)
 {
-    sd_ctx *ctx;
-    if (!sdp_engine_ctx(e, &ctx, error))
-        return FALSE;
-    gchar *what = g_strdup_printf("SD %s", sdp_filter_name(j->f));
-    progress pr = {0, -1, what};
-    sd_gen_params p = gen_params(j, seed);
-    p.progress = on_progress;
-    p.progress_user = &pr;
-    gimp_progress_init(what);
-    sd_error err = {0};
-    sd_status st = sd_generate(ctx, m, &p, res, &err);
-    gimp_progress_update(1.0);
-    gimp_progress_end();
-    g_free(what);
-    if (st == SD_CANCELLED)
-        return fail(error, "cancelled");
-    if (st == SD_ERR_TOO_LARGE && memory_limit_mb() > 0)
-        return fail(error, "%s; the limit comes from $SD_MEMORY_LIMIT_MB", err.msg);
-    if (st != SD_OK)
-        return fail(error, "%s", err.msg[0] ? err.msg : sd_status_str(st));
+    const char *msg = err->msg[0] ? err->msg : sd_status_str(st);
+    switch (st) {
+    case SD_CANCELLED:
+        g_set_error_literal(error, SDP_ERROR, SDP_ERROR_CANCELLED, "cancelled");
+        break;
+    case SD_ERR_TOO_LARGE:
+    case SD_ERR_NOMEM:
+        if (st == SD_ERR_TOO_LARGE && memory_limit_mb() > 0)
+            g_set_error(error, SDP_ERROR, SDP_ERROR_MEMORY,
+                        "%s; the limit comes from $SD_MEMORY_LIMIT_MB", msg);
+        else
+            g_set_error_literal(error, SDP_ERROR, SDP_ERROR_MEMORY, msg);
+        break;
+    default:
+        g_set_error_literal(error, SDP_ERROR, SDP_ERROR_FAILED, msg);
+        break;
+    }
+    return FALSE;
+}
 
-    int want_w = j->crop.x + j->crop.w, want_h = j->crop.y + j->crop.h;
+/* The size the engine's result must have for this job. */
+static void expected_size(const job *j, const sd_image *res, int *w, int *h)
+{
+    *w = j->crop.x + j->crop.w, *h = j->crop.y + j->crop.h;
     if (j->f == SDP_TXT2IMG && j->new_image)
-        want_w = j->gen_w ? j->gen_w : res->image.width,
-        want_h = j->gen_h ? j->gen_h : res->image.height;
+        *w = j->gen_w ? j->gen_w : res->width, *h = j->gen_h ? j->gen_h : res->height;
     else if (j->f != SDP_TXT2IMG && j->f != SDP_OUTPAINT)
-        want_w = j->init_r.w, want_h = j->init_r.h;
-    if (res->image.channels != 4 || res->image.width != want_w ||
-        res->image.height != want_h)
-        return fail(error,
-                    "internal error: the engine returned a %d x %d x %d image where %d x %d x 4 "
-                    "was expected",
-                    res->image.width, res->image.height, res->image.channels, want_w, want_h);
-    return TRUE;
+        *w = j->init_r.w, *h = j->init_r.h;
 }
 
 /* The layer's pixels: the crop of the result, alpha multiplied by the selection. */
@@ -373,9 +381,10 @@ static gchar *layer_name(const job *j)
     return name;
 }
 
-static void attach_parasite(gint32 layer, const job *j, const char *model_path,
-                            const sd_gen_result *r)
+static void attach_parasite(gint32 layer, const job *j)
 {
+    const sd_gen_result *r = &j->r;
+    const char *model_path = j->model_file;
     sdp_vals used = *j->v;
     used.seed = (gint32)r->seed;
     gchar *params = sdp_vals_serialise(j->f, &used);
@@ -398,10 +407,10 @@ static void attach_parasite(gint32 layer, const job *j, const char *model_path,
     g_free(params);
 }
 
-static gboolean commit_new_image(job *j, const sd_image *px, const char *model_path,
-                                 const sd_gen_result *r, GimpRunMode run_mode, sdp_result *out,
+static gboolean commit_new_image(const job *j, GimpRunMode run_mode, sdp_result *out,
                                  GError **error)
 {
+    const sd_image *px = &j->px;
     gint32 img = gimp_image_new_with_precision(px->width, px->height, GIMP_RGB,
                                                GIMP_PRECISION_U8_GAMMA);
     if (img < 0)
@@ -416,21 +425,43 @@ static gboolean commit_new_image(job *j, const sd_image *px, const char *model_p
         return fail(error, "GIMP could not add the result layer");
     }
     sdp_write_layer(layer, px);
-    attach_parasite(layer, j, model_path, r);
+    attach_parasite(layer, j);
     gimp_image_undo_enable(img);
     if (run_mode != GIMP_RUN_NONINTERACTIVE)
         gimp_display_new(img);
     out->image = img;
     out->layer = layer;
+    out->seed = (gint32)j->r.seed;
     return TRUE;
 }
 
-static gboolean commit(job *j, const sd_image *px, const char *model_path,
-                       const sd_gen_result *r, GimpRunMode run_mode, sdp_result *out,
-                       GError **error)
+/* The target as the prepare saw it: the dialog stays open while the user edits the image, so
+ * by the commit the layer may be gone or moved, or the canvas resized. */
+static gboolean target_unchanged(const job *j, GError **error)
 {
+    if (!gimp_image_is_valid(j->image) || !gimp_item_is_valid(j->drawable) ||
+        gimp_item_get_image(j->drawable) != j->image)
+        return fail(error, "the image or the layer was closed or deleted while generating; "
+                           "the result was discarded");
+    int ox, oy;
+    gimp_drawable_offsets(j->drawable, &ox, &oy);
+    if (ox != j->seen[0] || oy != j->seen[1] || gimp_drawable_width(j->drawable) != j->seen[2] ||
+        gimp_drawable_height(j->drawable) != j->seen[3] ||
+        gimp_image_width(j->image) != j->seen[4] || gimp_image_height(j->image) != j->seen[5])
+        return fail(error, "the layer or the canvas was moved or resized while generating; "
+                           "the result was discarded: generate again");
+    return TRUE;
+}
+
+gboolean sdp_job_commit(job *j, GimpRunMode run_mode, sdp_result *out, GError **error)
+{
+    if (!j->px.data)
+        return fail(error, "internal error: commit without a generated result");
     if (j->new_image)
-        return commit_new_image(j, px, model_path, r, run_mode, out, error);
+        return commit_new_image(j, run_mode, out, error);
+    if (!target_unchanged(j, error))
+        return FALSE;
+    const sd_image *px = &j->px;
     gint32 image = j->image;
     int cw = gimp_image_width(image), ch = gimp_image_height(image);
     gboolean resized = FALSE;
@@ -465,7 +496,7 @@ static gboolean commit(job *j, const sd_image *px, const char *model_path,
     }
     gimp_layer_set_offsets(layer, j->layer_r.x, j->layer_r.y);
     sdp_write_layer(layer, px);
-    attach_parasite(layer, j, model_path, r);
+    attach_parasite(layer, j);
     ok = TRUE;
 out:
     if (!ok && resized)
@@ -477,52 +508,149 @@ out:
             gimp_displays_flush();
         out->image = image;
         out->layer = layer;
+        out->seed = (gint32)j->r.seed;
     }
     return ok;
 }
 
 /* ---------------------------------------------------------------------------------------
- * The whole run
+ * The job
+ * ------------------------------------------------------------------------------------- */
+
+gboolean sdp_job_prepare(sdp_filter f, gboolean new_image, gint32 image, gint32 drawable,
+                         const sdp_vals *v, sdp_job **out, GError **error)
+{
+    job *j = g_new0(job, 1);
+    j->f = f;
+    j->new_image = new_image;
+    j->image = image;
+    j->drawable = drawable;
+    j->vals = *v;
+    j->v = &j->vals;
+    *out = NULL;
+    if (!sdp_vals_check(f, v, error))
+        goto fail;
+    if (!new_image && !check_target(image, drawable, error))
+        goto fail;
+    if (!plan(j, error))
+        goto fail;
+    if (!(j->model_path = sdp_model_resolve(v->model, error)))
+        goto fail;
+    if (!read_inputs(j, error))
+        goto fail;
+    j->seed = v->seed >= 0 ? v->seed : g_random_int_range(0, G_MAXINT32);
+    *out = j;
+    return TRUE;
+fail:
+    sdp_job_free(j);
+    return FALSE;
+}
+
+const char *sdp_job_model_path(const sdp_job *j)
+{
+    return j->model_path;
+}
+
+gboolean sdp_job_generate(sdp_job *j, sdp_engine *e, const sdp_hooks *h, GError **error)
+{
+    const sd_model *m;
+    sd_ctx *ctx;
+    if (!sdp_engine_model(e, j->model_path, &m, error) || !sdp_engine_ctx(e, &ctx, error))
+        return FALSE;
+    sd_gen_result_free(&j->r);
+    sdp_image_free(&j->px);
+    sd_gen_params p = gen_params(j, j->seed);
+    if (h) {
+        p.progress = h->progress;
+        p.preview = h->preview;
+        p.progress_user = p.preview_user = h->user;
+        p.taesd = h->taesd;
+    }
+    sd_error err = {0};
+    sd_status st = sd_generate(ctx, m, &p, &j->r, &err);
+    if (st != SD_OK)
+        return engine_failed(st, &err, error);
+    int want_w, want_h;
+    expected_size(j, &j->r.image, &want_w, &want_h);
+    if (j->r.image.channels != 4 || j->r.image.width != want_w ||
+        j->r.image.height != want_h)
+        return fail(error,
+                    "internal error: the engine returned a %d x %d x %d image where %d x %d x 4 "
+                    "was expected",
+                    j->r.image.width, j->r.image.height, j->r.image.channels, want_w, want_h);
+    if (!layer_pixels(j, &j->r.image, &j->px, error))
+        return FALSE;
+    g_free(j->model_file);
+    j->model_file = g_strdup(sdp_engine_model_path(e));
+    return TRUE;
+}
+
+const sd_gen_result *sdp_job_gen_result(const sdp_job *j)
+{
+    return &j->r;
+}
+
+const sd_image *sdp_job_layer_pixels(const sdp_job *j)
+{
+    return &j->px;
+}
+
+void sdp_job_free(sdp_job *j)
+{
+    if (!j)
+        return;
+    sdp_image_free(&j->px);
+    sd_gen_result_free(&j->r);
+    sdp_image_free(&j->init);
+    sdp_image_free(&j->mask);
+    sdp_image_free(&j->sel);
+    g_free(j->model_path);
+    g_free(j->model_file);
+    g_free(j);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The whole run, and the noise level for the denoise dialog
  * ------------------------------------------------------------------------------------- */
 
 gboolean sdp_run_filter(sdp_engine *e, sdp_filter f, gboolean new_image, GimpRunMode run_mode,
                         gint32 image, gint32 drawable, const sdp_vals *v, sdp_result *res,
                         GError **error)
 {
-    job j = {.f = f, .new_image = new_image, .image = image, .drawable = drawable, .v = v};
-    gchar *path = NULL;
-    const sd_model *model;
-    sd_gen_result r = {0};
-    sd_image px = {0};
-    gboolean ok = FALSE;
-
+    sdp_job *j = NULL;
     sdp_engine_count_call(e);
-    if (!sdp_vals_check(f, v, error))
+    if (!sdp_job_prepare(f, new_image, image, drawable, v, &j, error))
+        return FALSE;
+    gchar *what = g_strdup_printf("SD %s", sdp_filter_name(f));
+    progress pr = {0, -1, what};
+    sdp_hooks h = {.progress = on_progress, .user = &pr};
+    gimp_progress_init(what);
+    gboolean ok = sdp_job_generate(j, e, &h, error);
+    gimp_progress_update(1.0);
+    gimp_progress_end();
+    g_free(what);
+    ok = ok && sdp_job_commit(j, run_mode, res, error);
+    sdp_job_free(j);
+    return ok;
+}
+
+gboolean sdp_estimate_noise(gint32 image, gint32 drawable, float *sigma, GError **error)
+{
+    job j = {.f = SDP_DENOISE, .image = image, .drawable = drawable};
+    sdp_vals_default(&j.vals);
+    j.v = &j.vals;
+    gboolean ok = FALSE;
+    if (!check_target(image, drawable, error) || !plan(&j, error))
         goto out;
-    if (!new_image && !check_target(image, drawable, error))
+    if (!sdp_read_rgba(drawable, j.init_r, &j.init, error))
         goto out;
-    if (!plan(&j, error))
+    sd_error err = {0};
+    if (sd_estimate_noise(&j.init, sigma, &err) != SD_OK) {
+        fail(error, "the noise level could not be measured: %s", err.msg);
         goto out;
-    path = sdp_model_resolve(v->model, error);
-    if (!path || !sdp_engine_model(e, path, &model, error))
-        goto out;
-    if (!read_inputs(&j, error))
-        goto out;
-    gint32 seed = v->seed >= 0 ? v->seed : g_random_int_range(0, G_MAXINT32);
-    if (!generate(&j, e, model, seed, &r, error))
-        goto out;
-    if (!layer_pixels(&j, &r.image, &px, error))
-        goto out;
-    if (!commit(&j, &px, sdp_engine_model_path(e), &r, run_mode, res, error))
-        goto out;
-    res->seed = (gint32)r.seed;
+    }
     ok = TRUE;
 out:
-    sdp_image_free(&px);
-    sd_gen_result_free(&r);
     sdp_image_free(&j.init);
-    sdp_image_free(&j.mask);
-    sdp_image_free(&j.sel);
-    g_free(path);
     return ok;
 }

@@ -1,11 +1,14 @@
 /* main.c - the GIMP entry points of gimp-sd: query() registers the five Stable Diffusion
  * filters (plus txt2img into a new image and the resident extension) with argument tables
- * generated from sd_params.def; run() unpacks a call, checks it, and runs the filter in the
- * resident process when it serves, else in this process, then returns the new layer and the
- * seed or a message a user can act on. */
+ * generated from sd_params.def, and the help pages; run() unpacks a call, checks it, and runs
+ * the filter in the resident process when it serves, else in this process, then returns the
+ * new layer and the seed or a message a user can act on.  An interactive call opens the
+ * filter's dialog (ui/), which generates in this process (see plugin/README.md). */
 #include "sdp.h"
 
 #include <string.h>
+
+#include "sdui.h"
 
 static const char help_common[] =
     "The result is a new layer above the active layer, named after the filter and the "
@@ -20,33 +23,39 @@ const sdp_proc sdp_procs[] = {
      "<Image>/Filters/Generative/Stable Diffusion",
      "Generate a picture from a prompt as a new layer",
      "Generates a picture from the prompt over the selection's bounds (without a selection: "
-     "the canvas), masked by the selection."},
+     "the canvas), masked by the selection.",
+     N_("Stable Diffusion: Text to Image")},
     {SDP_PROC_IMG2IMG, SDP_IMG2IMG, FALSE, N_("_Image to Image..."),
      "<Image>/Filters/Generative/Stable Diffusion",
      "Re-imagine the selected part of a layer from a prompt",
      "Re-imagines the selected part of the active layer (without a selection: all of it) "
-     "guided by the prompt; strength chooses how far the result may move away from it."},
+     "guided by the prompt; strength chooses how far the result may move away from it.",
+     N_("Stable Diffusion: Image to Image")},
     {SDP_PROC_INPAINT, SDP_INPAINT, FALSE, N_("In_paint..."),
      "<Image>/Filters/Generative/Stable Diffusion",
      "Regenerate the selected area of a layer from a prompt",
      "Regenerates what the selection covers so that it fits its surroundings; a selection is "
-     "required.  Works with inpainting checkpoints and with standard ones."},
+     "required.  Works with inpainting checkpoints and with standard ones.",
+     N_("Stable Diffusion: Inpaint")},
     {SDP_PROC_OUTPAINT, SDP_OUTPAINT, FALSE, N_("_Outpaint..."),
      "<Image>/Filters/Generative/Stable Diffusion",
      "Extend a layer beyond its borders",
      "Grows the canvas by extend-left/top/right/bottom and fills the new area so that it "
      "continues the picture (all four 0: fills what the layer leaves uncovered of the "
-     "canvas).  The selection is not used."},
+     "canvas).  The selection is not used.",
+     N_("Stable Diffusion: Outpaint")},
     {SDP_PROC_DENOISE, SDP_DENOISE, FALSE, N_("_Denoise..."),
      "<Image>/Filters/Generative/Stable Diffusion",
      "Restore a noisy photo with diffusion",
      "Measures the noise of the selected part of the active layer (without a selection: all "
      "of it), chooses a strength from it unless one is given, and restores it at its own "
-     "resolution in overlapping tiles."},
+     "resolution in overlapping tiles.",
+     N_("Stable Diffusion: Denoise")},
     {SDP_PROC_TXT2IMG_NEW, SDP_TXT2IMG, TRUE, N_("Stable _Diffusion (Text to Image)..."),
      "<Image>/File/Create", "Generate a new image from a prompt",
      "Creates a new RGB image generated from the prompt (width and height 0: the model's "
-     "native size)."},
+     "native size).",
+     N_("Stable Diffusion: New Image")},
 };
 const int sdp_n_procs = G_N_ELEMENTS(sdp_procs);
 
@@ -56,6 +65,19 @@ const sdp_proc *sdp_proc_find(const char *name)
         if (strcmp(sdp_procs[i].name, name) == 0)
             return &sdp_procs[i];
     return NULL;
+}
+
+/* The help pages live next to the installed binary: <plug-ins>/gimp-sd/help/<lang>/. */
+static void register_help(void)
+{
+    gchar *dir = g_path_get_dirname(gimp_get_progname());
+    gchar *help = g_build_filename(dir, "help", NULL);
+    gchar *uri = g_filename_to_uri(help, NULL, NULL);
+    if (uri)
+        gimp_plugin_help_register(SDP_HELP_DOMAIN, uri);
+    g_free(uri);
+    g_free(help);
+    g_free(dir);
 }
 
 static void query(void)
@@ -69,6 +91,7 @@ static void query(void)
         {GIMP_PDB_LAYER, "new-layer", "Its layer"},
         {GIMP_PDB_INT32, "seed", "The seed used (the random one when seed was -1)"},
     };
+    register_help();
     for (int i = 0; i < sdp_n_procs; i++) {
         const sdp_proc *p = &sdp_procs[i];
         int n;
@@ -86,8 +109,7 @@ static void query(void)
     sdp_resident_query();
 }
 
-/* The values of a call in any run mode.  Interactive needs the dialog, which is not there
- * yet: fail rather than guess. */
+/* The values of a non-interactive call or a repeat with the last values. */
 static gboolean get_vals(const sdp_proc *p, gint n, const GimpParam *param, sdp_vals *v,
                          GError **error)
 {
@@ -95,11 +117,7 @@ static gboolean get_vals(const sdp_proc *p, gint n, const GimpParam *param, sdp_
     int first = p->new_image ? 1 : 3;
     switch (mode) {
     case GIMP_RUN_INTERACTIVE:
-        g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED,
-                    "the dialog of %s is not available yet: call it from a script with "
-                    "RUN-NONINTERACTIVE, or repeat it with its last values",
-                    p->name);
-        return FALSE;
+        break;
     case GIMP_RUN_NONINTERACTIVE:
         return sdp_vals_unpack(p->filter, n, param, first, v, error);
     case GIMP_RUN_WITH_LAST_VALS:
@@ -115,6 +133,33 @@ static gboolean get_vals(const sdp_proc *p, gint n, const GimpParam *param, sdp_
     return FALSE;
 }
 
+/* An interactive call: the dialog, in this process, starting from the last values.  It needs
+ * GIMP's display (gimp-console has none). */
+static gboolean run_dialog(const sdp_proc *p, gint n, const GimpParam *param, sdp_result *res,
+                           GError **error)
+{
+    int first = p->new_image ? 1 : 3;
+    if (n < first) {
+        g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING, "expected at least %d arguments",
+                    first);
+        return FALSE;
+    }
+    const gchar *display = gimp_display_name();
+    if (!display || !display[0]) {
+        g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING,
+                    "the dialog of %s needs GIMP's user interface (there is no display): "
+                    "call it with RUN-NONINTERACTIVE, or repeat it with its last values",
+                    p->name);
+        return FALSE;
+    }
+    sdp_vals v;
+    gboolean stored = sdp_vals_load_last(p->name, &v);
+    gegl_init(NULL, NULL);
+    sdp_resident_release();
+    return sdui_run(p, p->new_image ? -1 : param[1].data.d_image,
+                    p->new_image ? -1 : param[2].data.d_drawable, &v, stored, res, error);
+}
+
 static gboolean run_filter(const sdp_proc *p, gint n, const GimpParam *param, sdp_result *res,
                            GError **error)
 {
@@ -123,6 +168,8 @@ static gboolean run_filter(const sdp_proc *p, gint n, const GimpParam *param, sd
         g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING, "the first argument must be run-mode");
         return FALSE;
     }
+    if ((GimpRunMode)param[0].data.d_int32 == GIMP_RUN_INTERACTIVE)
+        return run_dialog(p, n, param, res, error);
     if (!get_vals(p, n, param, &v, error))
         return FALSE;
     GimpRunMode mode = (GimpRunMode)param[0].data.d_int32;
@@ -167,6 +214,11 @@ static void run(const gchar *name, gint n, const GimpParam *param, gint *nret,
     GError *err = NULL;
     sdp_result res = {-1, -1, 0};
     if (!run_filter(p, n, param, &res, &err)) {
+        if (err->domain == SDP_ERROR && err->code == SDP_ERROR_CANCELLED) {
+            values[0].data.d_status = GIMP_PDB_CANCEL;
+            g_error_free(err);
+            return;
+        }
         g_free(message);
         message = g_strdup(err->message);
         values[0].data.d_status = err->domain == SDP_ERROR && err->code == SDP_ERROR_CALLING

@@ -71,32 +71,19 @@ const char *sdp_fill_name(int v)
  * The descriptor table
  * ------------------------------------------------------------------------------------- */
 
-typedef enum ptype { T_STR, T_INT, T_FLOAT, T_BOOL, T_ENUM } ptype;
-
-typedef struct pdesc {
-    ptype type;
-    const char *key;
-    const char *label;
-    const char *blurb;
-    const char *def_str;         /* T_STR */
-    double def, lo, hi;          /* numbers (T_BOOL: 0..1) */
-    size_t size;                 /* T_STR: array size incl. NUL */
-    size_t offset;               /* of the field in sdp_vals */
-    const char *(*name_fn)(int); /* T_ENUM */
-    unsigned filters;
-} pdesc;
-
-static const pdesc params[] = {
-#define SDP_STR(id, key, label, blurb, def, size, filters)                                   \
-    {T_STR, key, label, blurb, def, 0, 0, 0, size, offsetof(sdp_vals, id), NULL, filters},
-#define SDP_INT(id, key, label, blurb, def, lo, hi, filters)                                 \
-    {T_INT, key, label, blurb, NULL, def, lo, hi, 0, offsetof(sdp_vals, id), NULL, filters},
-#define SDP_FLOAT(id, key, label, blurb, def, lo, hi, filters)                               \
-    {T_FLOAT, key, label, blurb, NULL, def, lo, hi, 0, offsetof(sdp_vals, id), NULL, filters},
-#define SDP_BOOL(id, key, label, blurb, def, filters)                                        \
-    {T_BOOL, key, label, blurb, NULL, def, 0, 1, 0, offsetof(sdp_vals, id), NULL, filters},
-#define SDP_ENUM(id, key, label, blurb, def, lo, hi, name_fn, filters)                       \
-    {T_ENUM, key, label, blurb, NULL, def, lo, hi, 0, offsetof(sdp_vals, id), name_fn, filters},
+const sdp_param sdp_params[] = {
+#define SDP_STR(id, key, label, blurb, def, size, filters, ui)                               \
+    {SDP_T_STR, key, label, blurb, def, 0, 0, 0, size, offsetof(sdp_vals, id), NULL, filters},
+#define SDP_INT(id, key, label, blurb, def, lo, hi, filters, ui)                             \
+    {SDP_T_INT, key, label, blurb, NULL, def, lo, hi, 0, offsetof(sdp_vals, id), NULL, filters},
+#define SDP_FLOAT(id, key, label, blurb, def, lo, hi, filters, ui)                           \
+    {SDP_T_FLOAT, key, label, blurb, NULL, def, lo, hi, 0, offsetof(sdp_vals, id), NULL,     \
+     filters},
+#define SDP_BOOL(id, key, label, blurb, def, filters, ui)                                    \
+    {SDP_T_BOOL, key, label, blurb, NULL, def, 0, 1, 0, offsetof(sdp_vals, id), NULL, filters},
+#define SDP_ENUM(id, key, label, blurb, def, lo, hi, name_fn, filters, ui)                   \
+    {SDP_T_ENUM, key, label, blurb, NULL, def, lo, hi, 0, offsetof(sdp_vals, id), name_fn,   \
+     filters},
 #include "sd_params.def"
 #undef SDP_STR
 #undef SDP_INT
@@ -104,46 +91,57 @@ static const pdesc params[] = {
 #undef SDP_BOOL
 #undef SDP_ENUM
 };
+const int sdp_n_params = G_N_ELEMENTS(sdp_params);
 
-#define N_PARAMS ((int)G_N_ELEMENTS(params))
+#define N_PARAMS ((int)G_N_ELEMENTS(sdp_params))
 
-static gboolean takes(const pdesc *d, sdp_filter f)
+gboolean sdp_param_takes(const sdp_param *d, sdp_filter f)
 {
     return (d->filters & (1u << f)) != 0;
 }
 
-static gchar *field_str(sdp_vals *v, const pdesc *d)
+gchar *sdp_field_str(sdp_vals *v, const sdp_param *d)
 {
     return (gchar *)v + d->offset;
 }
 
-static const gchar *cfield_str(const sdp_vals *v, const pdesc *d)
+static const gchar *cfield_str(const sdp_vals *v, const sdp_param *d)
 {
     return (const gchar *)v + d->offset;
 }
 
-static gint32 *field_int(sdp_vals *v, const pdesc *d)
+static gint32 *field_int(sdp_vals *v, const sdp_param *d)
 {
     return (gint32 *)(void *)((char *)v + d->offset);
 }
 
-static gint32 cfield_int(const sdp_vals *v, const pdesc *d)
+gint32 sdp_field_int(const sdp_vals *v, const sdp_param *d)
 {
     gint32 x;
     memcpy(&x, (const char *)v + d->offset, sizeof x);
     return x;
 }
 
-static gdouble *field_double(sdp_vals *v, const pdesc *d)
+void sdp_field_set_int(sdp_vals *v, const sdp_param *d, gint32 x)
+{
+    *field_int(v, d) = x;
+}
+
+static gdouble *field_double(sdp_vals *v, const sdp_param *d)
 {
     return (gdouble *)(void *)((char *)v + d->offset);
 }
 
-static gdouble cfield_double(const sdp_vals *v, const pdesc *d)
+gdouble sdp_field_double(const sdp_vals *v, const sdp_param *d)
 {
     gdouble x;
     memcpy(&x, (const char *)v + d->offset, sizeof x);
     return x;
+}
+
+void sdp_field_set_double(sdp_vals *v, const sdp_param *d, gdouble x)
+{
+    *field_double(v, d) = x;
 }
 
 void sdp_vals_default(sdp_vals *v)
@@ -151,17 +149,17 @@ void sdp_vals_default(sdp_vals *v)
     memset(v, 0, sizeof *v);
     v->version = SDP_VALS_VERSION;
     for (int i = 0; i < N_PARAMS; i++) {
-        const pdesc *d = &params[i];
+        const sdp_param *d = &sdp_params[i];
         switch (d->type) {
-        case T_STR:
-            g_strlcpy(field_str(v, d), d->def_str, d->size);
+        case SDP_T_STR:
+            g_strlcpy(sdp_field_str(v, d), d->def_str, d->size);
             break;
-        case T_INT:
-        case T_BOOL:
-        case T_ENUM:
+        case SDP_T_INT:
+        case SDP_T_BOOL:
+        case SDP_T_ENUM:
             *field_int(v, d) = (gint32)d->def;
             break;
-        case T_FLOAT:
+        case SDP_T_FLOAT:
             *field_double(v, d) = d->def;
             break;
         }
@@ -179,30 +177,30 @@ static gchar *fmt_num(double x)
 }
 
 /* The PDB description: the blurb, then the range and the default. */
-static gchar *describe(const pdesc *d)
+static gchar *describe(const sdp_param *d)
 {
     GString *s = g_string_new(d->blurb);
     switch (d->type) {
-    case T_STR:
+    case SDP_T_STR:
         g_string_append_printf(s, " At most %zu bytes; default: ", d->size - 1);
         if (d->def_str[0])
             g_string_append_printf(s, "\"%s\".", d->def_str);
         else
             g_string_append(s, "empty.");
         break;
-    case T_INT:
+    case SDP_T_INT:
         g_string_append_printf(s, " Range %.0f..%.0f, default %.0f.", d->lo, d->hi, d->def);
         break;
-    case T_FLOAT: {
+    case SDP_T_FLOAT: {
         gchar *lo = fmt_num(d->lo), *hi = fmt_num(d->hi), *def = fmt_num(d->def);
         g_string_append_printf(s, " Range %s..%s, default %s.", lo, hi, def);
         g_free(lo), g_free(hi), g_free(def);
         break;
     }
-    case T_BOOL:
+    case SDP_T_BOOL:
         g_string_append_printf(s, " 0 or 1, default %.0f.", d->def);
         break;
-    case T_ENUM:
+    case SDP_T_ENUM:
         g_string_append(s, " Values:");
         for (int k = (int)d->lo; k <= (int)d->hi; k++)
             g_string_append_printf(s, "%s %d = %s", k == (int)d->lo ? "" : ",", k,
@@ -213,16 +211,16 @@ static gchar *describe(const pdesc *d)
     return g_string_free(s, FALSE);
 }
 
-static GimpPDBArgType pdb_type(const pdesc *d)
+static GimpPDBArgType pdb_type(const sdp_param *d)
 {
     switch (d->type) {
-    case T_STR:
+    case SDP_T_STR:
         return GIMP_PDB_STRING;
-    case T_FLOAT:
+    case SDP_T_FLOAT:
         return GIMP_PDB_FLOAT;
-    case T_INT:
-    case T_BOOL:
-    case T_ENUM:
+    case SDP_T_INT:
+    case SDP_T_BOOL:
+    case SDP_T_ENUM:
         break;
     }
     return GIMP_PDB_INT32;
@@ -257,9 +255,9 @@ GimpParamDef *sdp_param_defs_new(sdp_filter f, gboolean new_image, int *n)
                                             "except for txt2img, read from)")};
     }
     for (int i = 0; i < N_PARAMS; i++)
-        if (takes(&params[i], f))
-            defs[k++] = (GimpParamDef){pdb_type(&params[i]), g_strdup(params[i].key),
-                                       describe(&params[i])};
+        if (sdp_param_takes(&sdp_params[i], f))
+            defs[k++] = (GimpParamDef){pdb_type(&sdp_params[i]), g_strdup(sdp_params[i].key),
+                                       describe(&sdp_params[i])};
     *n = k;
     return defs;
 }
@@ -277,7 +275,7 @@ void sdp_param_defs_free(GimpParamDef *defs, int n)
  * Setting one value with its range check (shared by unpacking and parsing)
  * ------------------------------------------------------------------------------------- */
 
-static gboolean set_str(const pdesc *d, sdp_vals *v, const char *s, GError **error)
+static gboolean set_str(const sdp_param *d, sdp_vals *v, const char *s, GError **error)
 {
     if (!s)
         s = "";
@@ -291,14 +289,14 @@ static gboolean set_str(const pdesc *d, sdp_vals *v, const char *s, GError **err
         g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING, "%s is not valid UTF-8", d->key);
         return FALSE;
     }
-    g_strlcpy(field_str(v, d), s, d->size);
+    g_strlcpy(sdp_field_str(v, d), s, d->size);
     return TRUE;
 }
 
-static gboolean set_int(const pdesc *d, sdp_vals *v, gint32 x, GError **error)
+static gboolean set_int(const sdp_param *d, sdp_vals *v, gint32 x, GError **error)
 {
     if (x < d->lo || x > d->hi) {
-        if (d->type == T_BOOL)
+        if (d->type == SDP_T_BOOL)
             g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING, "%s = %d: must be 0 or 1", d->key,
                         (int)x);
         else
@@ -310,7 +308,7 @@ static gboolean set_int(const pdesc *d, sdp_vals *v, gint32 x, GError **error)
     return TRUE;
 }
 
-static gboolean set_double(const pdesc *d, sdp_vals *v, gdouble x, GError **error)
+static gboolean set_double(const sdp_param *d, sdp_vals *v, gdouble x, GError **error)
 {
     if (!isfinite(x) || x < d->lo || x > d->hi) {
         gchar *s = fmt_num(x), *lo = fmt_num(d->lo), *hi = fmt_num(d->hi);
@@ -331,7 +329,7 @@ static int count_params(sdp_filter f)
 {
     int n = 0;
     for (int i = 0; i < N_PARAMS; i++)
-        n += takes(&params[i], f);
+        n += sdp_param_takes(&sdp_params[i], f);
     return n;
 }
 
@@ -347,8 +345,8 @@ gboolean sdp_vals_unpack(sdp_filter f, int n_params, const GimpParam *param, int
     sdp_vals_default(v);
     int k = first;
     for (int i = 0; i < N_PARAMS; i++) {
-        const pdesc *d = &params[i];
-        if (!takes(d, f))
+        const sdp_param *d = &sdp_params[i];
+        if (!sdp_param_takes(d, f))
             continue;
         const GimpParam *p = &param[k++];
         if (p->type != pdb_type(d)) {
@@ -358,15 +356,15 @@ gboolean sdp_vals_unpack(sdp_filter f, int n_params, const GimpParam *param, int
         }
         gboolean ok = FALSE;
         switch (d->type) {
-        case T_STR:
+        case SDP_T_STR:
             ok = set_str(d, v, p->data.d_string, error);
             break;
-        case T_INT:
-        case T_BOOL:
-        case T_ENUM:
+        case SDP_T_INT:
+        case SDP_T_BOOL:
+        case SDP_T_ENUM:
             ok = set_int(d, v, p->data.d_int32, error);
             break;
-        case T_FLOAT:
+        case SDP_T_FLOAT:
             ok = set_double(d, v, p->data.d_float, error);
             break;
         }
@@ -431,23 +429,23 @@ gchar *sdp_vals_serialise(sdp_filter f, const sdp_vals *v)
     GString *s = g_string_new(NULL);
     char buf[G_ASCII_DTOSTR_BUF_SIZE];
     for (int i = 0; i < N_PARAMS; i++) {
-        const pdesc *d = &params[i];
-        if (!takes(d, f))
+        const sdp_param *d = &sdp_params[i];
+        if (!sdp_param_takes(d, f))
             continue;
         g_string_append_printf(s, "%s=", d->key);
         switch (d->type) {
-        case T_STR:
+        case SDP_T_STR:
             append_escaped(s, cfield_str(v, d));
             break;
-        case T_INT:
-        case T_BOOL:
-            g_string_append_printf(s, "%d", (int)cfield_int(v, d));
+        case SDP_T_INT:
+        case SDP_T_BOOL:
+            g_string_append_printf(s, "%d", (int)sdp_field_int(v, d));
             break;
-        case T_ENUM:
-            g_string_append(s, d->name_fn(cfield_int(v, d)));
+        case SDP_T_ENUM:
+            g_string_append(s, d->name_fn(sdp_field_int(v, d)));
             break;
-        case T_FLOAT:
-            g_string_append(s, g_ascii_dtostr(buf, sizeof buf, cfield_double(v, d)));
+        case SDP_T_FLOAT:
+            g_string_append(s, g_ascii_dtostr(buf, sizeof buf, sdp_field_double(v, d)));
             break;
         }
         g_string_append_c(s, '\n');
@@ -478,18 +476,18 @@ static gboolean unescape(char *s)
     return TRUE;
 }
 
-static gboolean parse_value(const pdesc *d, sdp_vals *v, char *text, GError **error)
+static gboolean parse_value(const sdp_param *d, sdp_vals *v, char *text, GError **error)
 {
     char *end;
     switch (d->type) {
-    case T_STR:
+    case SDP_T_STR:
         if (!unescape(text)) {
             g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING, "%s: bad escape sequence", d->key);
             return FALSE;
         }
         return set_str(d, v, text, error);
-    case T_INT:
-    case T_BOOL: {
+    case SDP_T_INT:
+    case SDP_T_BOOL: {
         errno = 0;
         gint64 x = g_ascii_strtoll(text, &end, 10);
         if (errno || end == text || *end || x < G_MININT32 || x > G_MAXINT32) {
@@ -499,14 +497,14 @@ static gboolean parse_value(const pdesc *d, sdp_vals *v, char *text, GError **er
         }
         return set_int(d, v, (gint32)x, error);
     }
-    case T_ENUM:
+    case SDP_T_ENUM:
         for (int k = (int)d->lo; k <= (int)d->hi; k++)
             if (strcmp(text, d->name_fn(k)) == 0)
                 return set_int(d, v, k, error);
         g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING, "%s = \"%s\" is not a known value",
                     d->key, text);
         return FALSE;
-    case T_FLOAT: {
+    case SDP_T_FLOAT: {
         errno = 0;
         double x = g_ascii_strtod(text, &end);
         if (errno || end == text || *end) {
@@ -536,10 +534,10 @@ gboolean sdp_vals_parse(sdp_filter f, const char *text, gboolean strict, sdp_val
             break;
         }
         *eq = 0;
-        const pdesc *d = NULL;
+        const sdp_param *d = NULL;
         for (int i = 0; i < N_PARAMS && !d; i++)
-            if (strcmp(params[i].key, line) == 0 && takes(&params[i], f))
-                d = &params[i];
+            if (strcmp(sdp_params[i].key, line) == 0 && sdp_param_takes(&sdp_params[i], f))
+                d = &sdp_params[i];
         if (!d) {
             if (strict) {
                 g_set_error(error, SDP_ERROR, SDP_ERROR_CALLING,
@@ -565,25 +563,25 @@ static gboolean vals_valid(sdp_vals *v)
     if (v->version != SDP_VALS_VERSION)
         return FALSE;
     for (int i = 0; i < N_PARAMS; i++) {
-        const pdesc *d = &params[i];
+        const sdp_param *d = &sdp_params[i];
         switch (d->type) {
-        case T_STR: {
-            gchar *s = field_str(v, d);
+        case SDP_T_STR: {
+            gchar *s = sdp_field_str(v, d);
             s[d->size - 1] = 0;
             if (!g_utf8_validate(s, -1, NULL))
                 return FALSE;
             break;
         }
-        case T_INT:
-        case T_BOOL:
-        case T_ENUM: {
-            gint32 x = cfield_int(v, d);
+        case SDP_T_INT:
+        case SDP_T_BOOL:
+        case SDP_T_ENUM: {
+            gint32 x = sdp_field_int(v, d);
             if (x < d->lo || x > d->hi)
                 return FALSE;
             break;
         }
-        case T_FLOAT: {
-            gdouble x = cfield_double(v, d);
+        case SDP_T_FLOAT: {
+            gdouble x = sdp_field_double(v, d);
             if (!isfinite(x) || x < d->lo || x > d->hi)
                 return FALSE;
             break;
@@ -608,4 +606,28 @@ gboolean sdp_vals_load_last(const char *proc, sdp_vals *v)
 void sdp_vals_store_last(const char *proc, const sdp_vals *v)
 {
     gimp_set_data(proc, v, sizeof *v);
+}
+
+/* The last seed used is kept apart from the last values (whose seed stays -1 when the user
+ * asked for a random one, so that "Repeat" draws a new one). */
+static gchar *seed_key(const char *proc)
+{
+    return g_strconcat(proc, "-last-seed", NULL);
+}
+
+gint32 sdp_seed_load_last(const char *proc)
+{
+    gchar *key = seed_key(proc);
+    gint32 seed = -1;
+    if (gimp_get_data_size(key) != (gint)sizeof seed || !gimp_get_data(key, &seed) || seed < 0)
+        seed = -1;
+    g_free(key);
+    return seed;
+}
+
+void sdp_seed_store_last(const char *proc, gint32 seed)
+{
+    gchar *key = seed_key(proc);
+    gimp_set_data(key, &seed, sizeof seed);
+    g_free(key);
 }

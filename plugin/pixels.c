@@ -1,9 +1,12 @@
 /* pixels.c - pixels between GIMP and the engine: drawables read through GEGL as
  * "R'G'B'A float" (non-linear sRGB, what the models were trained on) whatever the image's
  * precision or base type, the selection as a soft "Y float" mask, and results written back
- * through GEGL, which converts to the layer's own format (gray, 8/16/32-bit).  Kept apart so
- * the filter logic in filter.c deals in sd_image only. */
+ * through GEGL, which converts to the layer's own format (gray, 8/16/32-bit); and the
+ * drawable thumbnail the dialog shows before its first generation.  Kept apart so the filter
+ * logic in filter.c deals in sd_image only. */
 #include "sdp.h"
+
+#include <libgimp/gimpui.h>
 
 #include <string.h>
 
@@ -71,4 +74,11 @@ void sdp_write_layer(gint32 layer, const sd_image *img)
     gegl_buffer_flush(buf);
     g_object_unref(buf);
     gimp_drawable_update(layer, 0, 0, img->width, img->height);
+}
+
+GdkPixbuf *sdp_drawable_thumbnail(gint32 drawable, int size)
+{
+    if (!gimp_item_is_valid(drawable))
+        return NULL;
+    return gimp_drawable_get_thumbnail(drawable, size, size, GIMP_PIXBUF_KEEP_ALPHA);
 }

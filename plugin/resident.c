@@ -287,6 +287,18 @@ void sdp_resident_quit(void)
  * The filter side
  * ------------------------------------------------------------------------------------- */
 
+void sdp_resident_release(void)
+{
+    if (!gimp_procedural_db_proc_exists(SDP_PROC_RESIDENT_RELEASE))
+        return;
+    GimpParam arg = {.type = GIMP_PDB_INT32, .data.d_int32 = GIMP_RUN_NONINTERACTIVE};
+    gint n = 0;
+    gimp_plugin_set_pdb_error_handler(GIMP_PDB_ERROR_HANDLER_PLUGIN);
+    GimpParam *ret = gimp_run_procedure2(SDP_PROC_RESIDENT_RELEASE, &n, 1, &arg);
+    gimp_plugin_set_pdb_error_handler(GIMP_PDB_ERROR_HANDLER_INTERNAL);
+    gimp_destroy_params(ret, n);
+}
+
 static const char *proc_name(sdp_filter f, gboolean new_image)
 {
     for (int i = 0; i < sdp_n_procs; i++)

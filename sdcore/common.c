@@ -1,4 +1,4 @@
-/* common.c - allocation hooks with fault injection, error formatting and the small
+/* common.c - allocation hooks with fault injection, error and name formatting and the small
  * public helpers (status and dtype names, tensors).  Kept together because every other
  * file depends on them and they depend on nothing. */
 #include "internal/common.h"
@@ -163,6 +163,14 @@ const char *sd_status_str(sd_status s)
     case SD_ERR_INTERNAL: return "SD_ERR_INTERNAL";
     }
     return "SD_ERR_UNKNOWN";
+}
+
+void sd_name(char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
 }
 
 /* ==== dtypes and tensors =============================================================== */

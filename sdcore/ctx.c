@@ -10,6 +10,7 @@ sd_ctx_params sd_ctx_params_default(void)
     return (sd_ctx_params){
         .n_threads = 0,
         .use_ref = false,
+        .precision = SD_PRECISION_FP32,
         .log = NULL,
         .log_user = NULL,
     };
@@ -21,6 +22,8 @@ sd_status sd_ctx_new(const sd_ctx_params *p, sd_ctx **out, sd_error *err)
     sd_ctx_params params = p ? *p : sd_ctx_params_default();
     if (params.n_threads < 0)
         return sd_fail(err, SD_ERR_INVALID_ARG, "n_threads must be >= 0 (0 = all cores)");
+    if (params.precision != SD_PRECISION_FP32 && params.precision != SD_PRECISION_BF16)
+        return sd_fail(err, SD_ERR_INVALID_ARG, "unknown precision %d", (int)params.precision);
     sd_ctx *ctx = sd_calloc(1, sizeof *ctx);
     if (!ctx)
         return sd_fail_nomem(err, "context");
@@ -32,6 +35,8 @@ sd_status sd_ctx_new(const sd_ctx_params *p, sd_ctx **out, sd_error *err)
         return st;
     }
     ctx->kern = params.use_ref ? sd_kernels_ref() : sd_kernels_get();
+    ctx->bf16 = params.precision == SD_PRECISION_BF16 && ctx->kern->native_bf16;
+    ctx->packed = ctx->kern->packed_f32 || ctx->bf16;
     *out = ctx;
     return SD_OK;
 }
@@ -47,6 +52,17 @@ void sd_ctx_free(sd_ctx *ctx)
 int sd_ctx_n_threads(const sd_ctx *ctx)
 {
     return ctx->n_threads;
+}
+
+const char *sd_ctx_matmul_name(const sd_ctx *ctx)
+{
+    static const char *const names[SD_ISA_COUNT][3] = {
+        {"scalar openblas fp32", "scalar packed fp32", "scalar packed bf16"},
+        {"avx2 openblas fp32", "avx2 packed fp32", "avx2 packed bf16"},
+        {"avx512 openblas fp32", "avx512 packed fp32", "avx512 packed bf16"},
+        {"avx512bf16 openblas fp32", "avx512bf16 packed fp32", "avx512bf16 packed bf16"},
+    };
+    return names[ctx->kern->isa][ctx->bf16 ? 2 : ctx->packed ? 1 : 0];
 }
 
 void sd_log(const sd_ctx *ctx, sd_log_level level, const char *fmt, ...)

@@ -6,6 +6,7 @@
  * sidecar `<name>.json` or a diffusers config may hold are documented in model_config.c. */
 #include "internal/ctx.h"
 #include "internal/model_load.h"
+#include "internal/pack.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -454,6 +455,12 @@ sd_status sd_model_load(sd_ctx *ctx, const char *path, sd_model **out, sd_error 
     if (!m)
         return sd_fail_nomem(err, "model");
     sd_status st = load(m, path, err);
+    if (st == SD_OK)
+        st = sd_pack_cache_new(&m->packs, err);
+    for (int i = 0; st == SD_OK && i < m->n_files; i++)
+        if (m->files[i]->map)
+            st = sd_pack_cache_add_mapping(m->packs, m->files[i]->map, m->files[i]->map_size,
+                                           err);
     if (st != SD_OK) {
         sd_model_free(m);
         return st;
@@ -468,6 +475,7 @@ void sd_model_free(sd_model *m)
 {
     if (!m)
         return;
+    sd_pack_cache_free(m->packs);
     for (int i = 0; i < m->n_files; i++)
         sd_st_close(m->files[i]);
     sd_free(m->tensors);

@@ -52,11 +52,6 @@ static bool ends_with(const char *s, const char *suffix)
 
 /* ---- emission --------------------------------------------------------------------------- */
 
-static bool is_float(sd_dtype t)
-{
-    return t == SD_DTYPE_F32 || t == SD_DTYPE_F16 || t == SD_DTYPE_BF16;
-}
-
 /* Emit `view` (or the entry's own tensor when view is NULL) under the printf-style name. */
 static sd_status put(mapper *mp, const sd_st_entry *e, const sd_tensor *view, const char *fmt,
                      ...) __attribute__((format(printf, 4, 5)));
@@ -64,7 +59,7 @@ static sd_status put(mapper *mp, const sd_st_entry *e, const sd_tensor *view, co
 static sd_status put(mapper *mp, const sd_st_entry *e, const sd_tensor *view, const char *fmt,
                      ...)
 {
-    if (!e->usable || !is_float(e->t.dtype))
+    if (!e->usable || !sd_dtype_is_float(e->t.dtype))
         return sd_fail(mp->err, SD_ERR_UNSUPPORTED,
                        "%s: tensor '%.80s' has dtype %s with %d dims (weights must be F32, "
                        "F16 or BF16)", mp->what, e->name, e->dtype_name, e->ndim);

@@ -3,11 +3,17 @@
  * because they share one way of splitting work over the ctx pool and one way of reading
  * weights, and the networks should see none of it.
  *
+ * Where the kernel table has packed micro-kernels that beat sgemm (AVX-512), or the ctx
+ * multiplies in bf16, linear, conv2d and attention check their arguments here and then run
+ * in ops_packed.c on weights packed once per model; what follows about sgemm, converted
+ * weight blocks and attention tiles describes the path of the other tables (scalar
+ * reference, AVX2).  Every matrix product adds its FLOPs to ctx->flops.
+ *
  * THREADING.  OpenBLAS is told once per process to run single-threaded
  * (openblas_set_num_threads(1)): its worker threads spin and fight the ctx pool on a shared
  * 2-core machine.  Every op instead cuts its work into independent items (GEMM blocks,
  * convolution output tiles, (batch, head, query tile) triples, groups, rows, chunks) and
- * par_run() hands them to the ctx pool: one task per pool thread, each pulling items from an
+ * sd_par_run() hands them to the ctx pool: one task per pool thread, each pulling items from an
  * atomic counter (so uneven items balance) and owning one slot of scratch.  Measured here
  * (AMD EPYC, AVX-512, 2 cores, idle) on [4096 x 320] x [320 x 2880]: threaded OpenBLAS 169
  * GFLOP/s, single-threaded OpenBLAS on two of our threads 200 GFLOP/s; on two squarer
@@ -21,9 +27,8 @@
  * pieces of W (CONV_KC columns, so the piece is still in cache when sgemm packs it).  A
  * block is converted once per work item, about 1 / (2 x item columns) of the item's GEMM
  * work; measured on one core the F16 convolutions run as fast as the F32 ones (~90-100
- * GFLOP/s for 3x3 C320 at 64x64 and C1280 at 16x16).  Packing weights once at load time is
- * left to the packed GEMM that will replace sgemm (gemm_nt/gemm_nn are where it plugs in).
- * Bias, gamma and beta vectors are converted whole per call.
+ * GFLOP/s for 3x3 C320 at 64x64 and C1280 at 16x16).  Bias, gamma and beta vectors are
+ * converted whole per call (on both paths).
  *
  * CONVOLUTION is implicit GEMM per (image, output-position tile, output-channel block):
  * y tile = sum over reduction chunks of W[block, chunk] x im2col[chunk, tile], where the
@@ -41,6 +46,7 @@
  * rstd = 1 / sqrt(var + eps) with the biased variance, as PyTorch computes it. */
 #include "internal/kernels.h"
 #include "internal/ops.h"
+#include "internal/ops_packed.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -63,44 +69,7 @@ enum {
 
 /* ==== work splitting ======================================================================= */
 
-typedef void (*item_fn)(void *arg, int64_t item, int slot);
-
-typedef struct par_job {
-    item_fn fn;
-    void *arg;
-    int64_t n_items;
-    _Atomic int64_t next;
-} par_job;
-
-static void par_task(void *vp, int task, int n_tasks)
-{
-    (void)n_tasks;
-    par_job *j = vp;
-    for (;;) {
-        int64_t it = atomic_fetch_add(&j->next, 1);
-        if (it >= j->n_items)
-            return;
-        j->fn(j->arg, it, task);
-    }
-}
-
-/* How many scratch slots par_run uses for n_items: one per task, at most one per thread. */
-static int par_slots(const sd_ctx *ctx, int64_t n_items)
-{
-    int t = sd_pool_size(ctx->pool);
-    return n_items < t ? (int)SD_MAX(n_items, 1) : t;
-}
-
-/* Run fn(arg, item, slot) for every item in [0, n_items) on the ctx pool; slot is in
- * [0, par_slots(ctx, n_items)) and no two concurrent calls share one. */
-static void par_run(sd_ctx *ctx, int64_t n_items, item_fn fn, void *arg)
-{
-    if (n_items <= 0)
-        return;
-    par_job j = {.fn = fn, .arg = arg, .n_items = n_items};
-    atomic_init(&j.next, 0);
-    sd_pool_run(ctx->pool, par_task, &j, par_slots(ctx, n_items));
-}
+/* sd_par_run / sd_par_slots (internal/ops_packed.h) hand the items to the pool. */
 
 /* Work items to aim for so that par_run can balance. */
 static int64_t target_items(const sd_ctx *ctx)
@@ -308,6 +277,12 @@ sd_status sd_op_linear(sd_ctx *ctx, const float *x, int64_t M, int64_t K, const 
     st = load_vec(ctx, b, N, op, "bias", &bias, err);
     if (st != SD_OK)
         return st;
+    ctx->flops += 2 * (uint64_t)M * (uint64_t)N * (uint64_t)K;
+    if (ctx->packed) {
+        st = sd_packed_linear(ctx, x, M, K, w, N, bias.p, y, err);
+        vec_free(&bias);
+        return st;
+    }
     pthread_once(&blas_once, blas_init);
 
     int64_t target = target_items(ctx);
@@ -325,9 +300,9 @@ sd_status sd_op_linear(sd_ctx *ctx, const float *x, int64_t M, int64_t K, const 
     linear_job j = {.k = ctx->kern, .x = x, .w = w, .bias = bias.p, .y = y, .M = M, .K = K,
                     .N = N, .mb = mb, .nb = nb, .n_mb = n_mb,
                     .slot_floats = convert ? (size_t)(nb * K) : 0};
-    st = slot_scratch(par_slots(ctx, items), j.slot_floats, &j.scratch, op, err);
+    st = slot_scratch(sd_par_slots(ctx, items), j.slot_floats, &j.scratch, op, err);
     if (st == SD_OK)
-        par_run(ctx, items, linear_item, &j);
+        sd_par_run(ctx, items, linear_item, &j);
     sd_free(j.scratch);
     vec_free(&bias);
     return st;
@@ -472,6 +447,13 @@ sd_status sd_op_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int W,
     if (st != SD_OK)
         return st;
     j.bias = bias.p;
+    ctx->flops += 2 * (uint64_t)N * (uint64_t)j.O * (uint64_t)j.CK * (uint64_t)j.P;
+    if (ctx->packed) {
+        st = sd_packed_conv2d(ctx, x, N, C, H, W, w, j.O, j.kh, j.kw, p, Ho, j.Wo, bias.p, y,
+                              err);
+        vec_free(&bias);
+        return st;
+    }
     pthread_once(&blas_once, blas_init);
 
     /* Blocking: the reduction in balanced chunks of about CONV_KC; positions bounded by the
@@ -494,14 +476,14 @@ sd_status sd_op_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int W,
         j.n_pt = ceil_div(j.P, j.pt);
     }
     int64_t items = N * j.n_pt * j.n_ob;
-    int slots = par_slots(ctx, items);
+    int slots = sd_par_slots(ctx, items);
     j.col_floats = j.direct ? 0 : (size_t)(j.kc * j.pt);
     j.wbuf_floats = j.convert ? (size_t)(j.ob * j.kc) : 0;
     st = slot_scratch(slots, j.col_floats, &j.col, op, err);
     if (st == SD_OK)
         st = slot_scratch(slots, j.wbuf_floats, &j.wbuf, op, err);
     if (st == SD_OK)
-        par_run(ctx, items, conv_item, &j);
+        sd_par_run(ctx, items, conv_item, &j);
     sd_free(j.col);
     sd_free(j.wbuf);
     vec_free(&bias);
@@ -578,7 +560,7 @@ sd_status sd_op_groupnorm(sd_ctx *ctx, const float *x, float *y, int N, int C, i
     if (st == SD_OK) {
         gn_job j = {.k = ctx->kern, .x = x, .y = y, .C = C, .groups = groups, .HW = HW,
                     .gamma = g.p, .beta = b.p, .eps = eps, .silu = silu};
-        par_run(ctx, (int64_t)N * groups, gn_item, &j);
+        sd_par_run(ctx, (int64_t)N * groups, gn_item, &j);
     }
     vec_free(&g);
     vec_free(&b);
@@ -628,7 +610,7 @@ sd_status sd_op_layernorm(sd_ctx *ctx, const float *x, float *y, int64_t rows, i
         ln_job j = {.k = ctx->kern, .x = x, .y = y, .rows = rows, .D = D,
                     .rows_per_item = SD_MAX(1, EW_CHUNK / D), .gamma = g.p, .beta = b.p,
                     .eps = eps};
-        par_run(ctx, ceil_div(rows, j.rows_per_item), ln_item, &j);
+        sd_par_run(ctx, ceil_div(rows, j.rows_per_item), ln_item, &j);
     }
     vec_free(&g);
     vec_free(&b);
@@ -734,14 +716,18 @@ sd_status sd_op_attention(sd_ctx *ctx, const float *q, const float *k, const flo
         overlaps(out, qrows, p->o_rs, k, krows, p->k_rs, width) ||
         overlaps(out, qrows, p->o_rs, v, krows, p->v_rs, width))
         return sd_fail(err, SD_ERR_INVALID_ARG, "attention: output overlaps q, k or v");
+    ctx->flops += 4 * (uint64_t)p->batch * (uint64_t)p->heads * (uint64_t)p->lq *
+                  (uint64_t)p->lk * (uint64_t)p->dh;
+    if (ctx->packed)
+        return sd_packed_attention(ctx, q, k, v, out, p, err);
     pthread_once(&blas_once, blas_init);
     attn_job j = {.k = ctx->kern, .q = q, .kk = k, .v = v, .out = out, .p = *p,
                   .n_qt = ceil_div(p->lq, ATT_TQ)};
     int64_t items = (int64_t)p->batch * p->heads * j.n_qt;
-    sd_status st = slot_scratch(par_slots(ctx, items), ATT_SLOT_FLOATS, &j.scratch,
+    sd_status st = slot_scratch(sd_par_slots(ctx, items), ATT_SLOT_FLOATS, &j.scratch,
                                 "attention", err);
     if (st == SD_OK)
-        par_run(ctx, items, attn_item, &j);
+        sd_par_run(ctx, items, attn_item, &j);
     sd_free(j.scratch);
     return st;
 }
@@ -769,7 +755,7 @@ static void run_unary(sd_ctx *ctx, void (*fn)(const float *, float *, size_t), f
                       int64_t n)
 {
     ew_job j = {.unary = fn, .y = x, .n = n};
-    par_run(ctx, ceil_div(SD_MAX(n, 0), EW_CHUNK), unary_item, &j);
+    sd_par_run(ctx, ceil_div(SD_MAX(n, 0), EW_CHUNK), unary_item, &j);
 }
 
 void sd_op_silu(sd_ctx *ctx, float *x, int64_t n)
@@ -798,7 +784,7 @@ static void add_item(void *arg, int64_t item, int slot)
 void sd_op_add(sd_ctx *ctx, float *y, const float *x, int64_t n)
 {
     ew_job j = {.k = ctx->kern, .y = y, .x = x, .n = n};
-    par_run(ctx, ceil_div(SD_MAX(n, 0), EW_CHUNK), add_item, &j);
+    sd_par_run(ctx, ceil_div(SD_MAX(n, 0), EW_CHUNK), add_item, &j);
 }
 
 static void scale_item(void *arg, int64_t item, int slot)
@@ -813,7 +799,7 @@ static void scale_item(void *arg, int64_t item, int slot)
 void sd_op_scale(sd_ctx *ctx, float *y, float s, int64_t n)
 {
     ew_job j = {.k = ctx->kern, .y = y, .s = s, .n = n};
-    par_run(ctx, ceil_div(SD_MAX(n, 0), EW_CHUNK), scale_item, &j);
+    sd_par_run(ctx, ceil_div(SD_MAX(n, 0), EW_CHUNK), scale_item, &j);
 }
 
 /* Row-blocked jobs: `rows` rows of `len` floats, items of about EW_CHUNK floats. */
@@ -846,7 +832,7 @@ void sd_op_geglu(sd_ctx *ctx, const float *x, float *y, int64_t rows, int64_t D)
         return;
     rows_job j = {.k = ctx->kern, .x = x, .y = y, .rows = rows, .len = D,
                   .per_item = rows_per_item(D)};
-    par_run(ctx, ceil_div(rows, j.per_item), geglu_item, &j);
+    sd_par_run(ctx, ceil_div(rows, j.per_item), geglu_item, &j);
 }
 
 static void add_channel_item(void *arg, int64_t item, int slot)
@@ -866,7 +852,7 @@ void sd_op_add_channel(sd_ctx *ctx, float *x, const float *v, int N, int C, int6
         return;
     rows_job j = {.k = ctx->kern, .y = x, .v = v, .rows = (int64_t)N * C, .len = HW,
                   .per_item = rows_per_item(HW)};
-    par_run(ctx, ceil_div(j.rows, j.per_item), add_channel_item, &j);
+    sd_par_run(ctx, ceil_div(j.rows, j.per_item), add_channel_item, &j);
 }
 
 static void upsample_item(void *arg, int64_t item, int slot)
@@ -890,7 +876,7 @@ void sd_op_upsample2x(sd_ctx *ctx, const float *x, float *y, int64_t NC, int H, 
     if (NC <= 0 || H <= 0 || W <= 0)
         return;
     rows_job j = {.x = x, .y = y, .rows = NC * H, .W = W, .per_item = rows_per_item(4 * W)};
-    par_run(ctx, ceil_div(j.rows, j.per_item), upsample_item, &j);
+    sd_par_run(ctx, ceil_div(j.rows, j.per_item), upsample_item, &j);
 }
 
 enum { TR_TILE = 32 };
@@ -924,7 +910,7 @@ void sd_op_transpose(sd_ctx *ctx, const float *x, float *y, int batch, int64_t r
         return;
     transpose_job j = {.x = x, .y = y, .rows = rows, .cols = cols,
                        .n_rt = ceil_div(rows, TR_TILE)};
-    par_run(ctx, batch * j.n_rt, transpose_item, &j);
+    sd_par_run(ctx, batch * j.n_rt, transpose_item, &j);
 }
 
 /* ==== small helpers ========================================================================== */

@@ -92,25 +92,24 @@ static sd_status whole_image(sd_run *r, const sd_img *init, sd_img *out, sd_erro
     return st;
 }
 
-/* With a selection: its bounding box plus padding, processed at the model's resolution,
- * pasted back through the soft (blurred) mask. */
-static sd_status masked(sd_run *r, const sd_img *init, const sd_img *mask, sd_img *out,
-                        sd_error *err)
+sd_status sd_run_selection(sd_run *r, const sd_img *init, const sd_img *mask, bool inpaint,
+                           sd_img *out, sd_error *err)
 {
     sd_inpaint_crop_params cp = sd_inpaint_crop_params_default();
-    cp.only_masked = true;
+    cp.only_masked = !inpaint || !r->p.whole_image;
     cp.padding = r->p.padding;
     cp.mask_blur = r->p.mask_blur;
     cp.native = r->p.resolution;
-    cp.proc_w = cp.proc_h = 0; /* keep the selection's aspect */
+    cp.proc_w = cp.proc_h = 0; /* the padded selection's own aspect at the model's area */
     sd_inpaint_crop crop = {0};
     sd_img gen = {0}, pasted = {0};
     sd_status st = sd_inpaint_crop_make(init, mask, &cp, &crop, err);
     if (st == SD_OK)
-        st = sd_run_img2img(r, &crop.image, r->p.strength, &gen, err);
+        st = inpaint ? sd_run_inpaint(r, &crop.image, &crop.mask, r->p.strength, &gen, err)
+                     : sd_run_img2img(r, &crop.image, r->p.strength, &gen, err);
     if (st == SD_OK) {
         sd_paste_params pp = sd_paste_params_default();
-        pp.color_match = false; /* img2img is meant to change colours */
+        pp.color_match = inpaint && r->p.color_match; /* img2img is meant to change colours */
         st = sd_inpaint_paste(init, &crop, &gen, &pp, &pasted, err);
     }
     if (st == SD_OK)
@@ -134,7 +133,7 @@ sd_status sd_pipeline_img2img(sd_run *r, sd_img *out, sd_error *err)
         const sd_image *pm = r->p.mask;
         sd_img mask = sd_img_view(pm->data, pm->width, pm->height, 1, pm->stride);
         if (!sd_mask_is_empty(&mask, 0.0f))
-            return masked(r, &init, &mask, out, err);
+            return sd_run_selection(r, &init, &mask, false, out, err);
     }
     return whole_image(r, &init, out, err);
 }

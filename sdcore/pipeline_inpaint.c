@@ -177,33 +177,13 @@ sd_status sd_pipeline_inpaint(sd_run *r, sd_img *out, sd_error *err)
     sd_status st = sd_run_encode_prompts(r, err);
     if (st)
         return st;
-    sd_img gen = {0}, pasted = {0};
     if (r->p.reference) {
+        sd_img gen = {0};
         st = sd_run_inpaint(r, &init, &mask, r->p.strength, &gen, err);
         if (st == SD_OK)
             st = sd_run_to_rgba(&gen, &init, out, err);
         sd_img_free(&gen);
         return st;
     }
-    sd_inpaint_crop_params cp = sd_inpaint_crop_params_default();
-    cp.only_masked = !r->p.whole_image;
-    cp.padding = r->p.padding;
-    cp.mask_blur = r->p.mask_blur;
-    cp.native = r->p.resolution;
-    cp.proc_w = cp.proc_h = 0; /* the padded selection's own aspect at the model's area */
-    sd_inpaint_crop crop = {0};
-    if ((st = sd_inpaint_crop_make(&init, &mask, &cp, &crop, err)) ||
-        (st = sd_run_inpaint(r, &crop.image, &crop.mask, r->p.strength, &gen, err)))
-        goto out;
-    sd_paste_params pp = sd_paste_params_default();
-    pp.color_match = r->p.color_match;
-    if ((st = sd_inpaint_paste(&init, &crop, &gen, &pp, &pasted, err)))
-        goto out;
-    st = pasted.c == 4 ? sd_img_clone(&pasted, out, err)
-                       : sd_run_to_rgba(&pasted, NULL, out, err);
-out:
-    sd_inpaint_crop_free(&crop);
-    sd_img_free(&gen);
-    sd_img_free(&pasted);
-    return st;
+    return sd_run_selection(r, &init, &mask, true, out, err);
 }

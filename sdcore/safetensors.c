@@ -203,7 +203,8 @@ static sd_status parse_entry(const char *what, const char *name, const sd_json *
     return SD_OK;
 }
 
-/* Point every usable view at its data; copy misaligned tensors into aligned buffers. */
+/* Point every entry's raw bytes and every usable view at its data; copy misaligned tensors
+ * into aligned buffers for the views. */
 static sd_status attach_data(sd_st_file *f, const uint8_t *data, sd_error *err)
 {
     size_t misaligned = 0;
@@ -219,9 +220,10 @@ static sd_status attach_data(sd_st_file *f, const uint8_t *data, sd_error *err)
     }
     for (size_t i = 0; i < f->n; i++) {
         sd_st_entry *e = &f->entries[i];
+        const uint8_t *p = data + e->offset;
+        e->raw = p;
         if (!e->usable)
             continue;
-        const uint8_t *p = data + e->offset;
         if ((uintptr_t)p % sd_dtype_size(e->t.dtype)) {
             void *c = sd_malloc(e->nbytes ? e->nbytes : 1);
             if (!c)

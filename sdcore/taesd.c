@@ -16,7 +16,6 @@
 #include "internal/ops.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,47 +48,25 @@ typedef struct tnet {
  * Reading the layer list
  * ========================================================================================== */
 
-/* snprintf for tensor names: names longer than the buffer are cut (and then not found). */
-static void nm(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void nm(char *buf, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, n, fmt, ap);
-    va_end(ap);
-}
-
-static bool exists(const sd_model *m, const char *base, const char *suffix)
-{
-    char name[256];
-    nm(name, sizeof name, "%s%s", base, suffix);
-    return sd_model_tensor(m, name) != NULL;
-}
-
-static bool is_float(const sd_tensor *t)
-{
-    return t->dtype == SD_DTYPE_F32 || t->dtype == SD_DTYPE_F16 || t->dtype == SD_DTYPE_BF16;
-}
-
 /* `base`.weight [O, cin, k, k] and, if present, `base`.bias [O] (required if `bias`). */
 static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char *base, int cin,
                            int k, bool bias)
 {
     char name[256];
-    nm(name, sizeof name, "%s.weight", base);
+    sd_name(name, sizeof name, "%s.weight", base);
     const sd_tensor *w = sd_model_tensor(m, name);
     if (!w)
         return sd_fail(err, SD_ERR_FORMAT, "model is missing tensor %s", name);
-    if (!is_float(w) || w->ndim != 4 || w->shape[2] != k || w->shape[3] != k ||
+    if (!sd_dtype_is_float(w->dtype) || w->ndim != 4 || w->shape[2] != k || w->shape[3] != k ||
         w->shape[0] < 1 || w->shape[0] > MAX_CHANNELS || (cin >= 0 && w->shape[1] != cin) ||
         w->shape[1] < 1 || w->shape[1] > MAX_CHANNELS)
         return sd_fail(err, SD_ERR_FORMAT, "tensor %s: %s with %d dimensions, expected "
                        "[O, %d, %d, %d]", name, sd_dtype_name(w->dtype), w->ndim, cin, k, k);
-    nm(name, sizeof name, "%s.bias", base);
+    sd_name(name, sizeof name, "%s.bias", base);
     const sd_tensor *b = sd_model_tensor(m, name);
     if (!b && bias)
         return sd_fail(err, SD_ERR_FORMAT, "model is missing tensor %s", name);
-    if (b && (!is_float(b) || b->ndim != 1 || b->shape[0] != w->shape[0]))
+    if (b && (!sd_dtype_is_float(b->dtype) || b->ndim != 1 || b->shape[0] != w->shape[0]))
         return sd_fail(err, SD_ERR_FORMAT, "tensor %s does not match %lld outputs", name,
                        (long long)w->shape[0]);
     c->w = w, c->b = b, c->cout = (int)w->shape[0], c->cin = (int)w->shape[1];
@@ -101,21 +78,21 @@ static sd_status load_block(const sd_model *m, sd_error *err, layer *l, const ch
 {
     char b[256];
     sd_status st;
-    nm(b, sizeof b, "%s.conv.0", base);
+    sd_name(b, sizeof b, "%s.conv.0", base);
     if ((st = load_conv(m, err, &l->c, b, cin, 3, true)) != SD_OK)
         return st;
     int c = l->c.cout;
-    nm(b, sizeof b, "%s.conv.2", base);
+    sd_name(b, sizeof b, "%s.conv.2", base);
     if ((st = load_conv(m, err, &l->c2, b, c, 3, true)) != SD_OK)
         return st;
-    nm(b, sizeof b, "%s.conv.4", base);
+    sd_name(b, sizeof b, "%s.conv.4", base);
     if ((st = load_conv(m, err, &l->c4, b, c, 3, true)) != SD_OK)
         return st;
     if (l->c2.cout != c || l->c4.cout != c)
         return sd_fail(err, SD_ERR_FORMAT, "%s: convolutions of unequal width", base);
     memset(&l->skip, 0, sizeof l->skip);
-    if (exists(m, base, ".skip.weight")) {
-        nm(b, sizeof b, "%s.skip", base);
+    if (sd_model_tensorf(m, "%s.skip.weight", base)) {
+        sd_name(b, sizeof b, "%s.skip", base);
         if ((st = load_conv(m, err, &l->skip, b, cin, 1, false)) != SD_OK)
             return st;
         if (l->skip.cout != c)
@@ -135,29 +112,29 @@ static sd_status load_net(const sd_model *m, const char *prefix, bool decoder, t
     memset(t, 0, sizeof *t);
     int last = -1;
     for (int i = 0; i < MAX_LAYERS; i++) {
-        nm(b, sizeof b, "%s.%d", prefix, i);
-        if (exists(m, b, ".weight") || exists(m, b, ".conv.0.weight"))
+        sd_name(b, sizeof b, "%s.%d", prefix, i);
+        if (sd_model_tensorf(m, "%s.weight", b) || sd_model_tensorf(m, "%s.conv.0.weight", b))
             last = i;
     }
     if (last < 0)
         return SD_OK;
-    nm(b, sizeof b, "%s.%d", prefix, MAX_LAYERS);
-    if (exists(m, b, ".weight") || exists(m, b, ".conv.0.weight"))
+    sd_name(b, sizeof b, "%s.%d", prefix, MAX_LAYERS);
+    if (sd_model_tensorf(m, "%s.weight", b) || sd_model_tensorf(m, "%s.conv.0.weight", b))
         return sd_fail(err, SD_ERR_UNSUPPORTED, "%s: more than %d layers", prefix, MAX_LAYERS);
     int c = -1;        /* running width; the first convolution sets the input width */
     t->factor = 1;
     for (int i = 0; i <= last; i++) {
         layer *l = &t->layers[i];
         sd_status st;
-        nm(b, sizeof b, "%s.%d", prefix, i);
-        if (exists(m, b, ".conv.0.weight")) {
+        sd_name(b, sizeof b, "%s.%d", prefix, i);
+        if (sd_model_tensorf(m, "%s.conv.0.weight", b)) {
             if (c < 0)
                 return sd_fail(err, SD_ERR_FORMAT, "%s: starts with a Block", prefix);
             l->kind = L_BLOCK;
             if ((st = load_block(m, err, l, b, c)) != SD_OK)
                 return st;
             c = l->c.cout;
-        } else if (exists(m, b, ".weight")) {
+        } else if (sd_model_tensorf(m, "%s.weight", b)) {
             if ((st = load_conv(m, err, &l->c, b, c, 3, false)) != SD_OK)
                 return st;
             bool up = i > 0 && t->layers[i - 1].kind == L_UPSAMPLE;
@@ -177,8 +154,8 @@ static sd_status load_net(const sd_model *m, const char *prefix, bool decoder, t
             l->kind = L_RELU;
         } else if (decoder && i > 0 && i < last) {
             char nb[256];
-            nm(nb, sizeof nb, "%s.%d", prefix, i + 1);
-            if (!exists(m, nb, ".weight") || exists(m, nb, ".bias"))
+            sd_name(nb, sizeof nb, "%s.%d", prefix, i + 1);
+            if (!sd_model_tensorf(m, "%s.weight", nb) || sd_model_tensorf(m, "%s.bias", nb))
                 return sd_fail(err, SD_ERR_FORMAT, "%s: no layer at index %d", prefix, i);
             l->kind = L_UPSAMPLE;
             t->factor *= 2;
@@ -270,12 +247,16 @@ static void relu_task(void *arg, int task, int n_tasks)
 {
     const relu_job *j = arg;
     int64_t a = j->n * task / n_tasks, b = j->n * (task + 1) / n_tasks;
+    /* v > 0 ? v : 0 is fmaxf(v, 0) (NaN gives 0 either way) without a libm call per
+     * element, so the compiler vectorises it */
     if (j->x) {
-        for (int64_t i = a; i < b; i++)
-            j->y[i] = fmaxf(j->y[i] + j->x[i], 0.0f);
+        for (int64_t i = a; i < b; i++) {
+            float v = j->y[i] + j->x[i];
+            j->y[i] = v > 0.0f ? v : 0.0f;
+        }
     } else {
         for (int64_t i = a; i < b; i++)
-            j->y[i] = fmaxf(j->y[i], 0.0f);
+            j->y[i] = j->y[i] > 0.0f ? j->y[i] : 0.0f;
     }
 }
 

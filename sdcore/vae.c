@@ -13,7 +13,6 @@
 #include "internal/ops.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -86,21 +85,6 @@ typedef struct vae_net {
     float scaling_factor;
 } vae_net;
 
-/* snprintf for tensor names: names longer than the buffer are cut (and then not found). */
-static void nm(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void nm(char *buf, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, n, fmt, ap);
-    va_end(ap);
-}
-
-static bool is_float(const sd_tensor *t)
-{
-    return t->dtype == SD_DTYPE_F32 || t->dtype == SD_DTYPE_F16 || t->dtype == SD_DTYPE_BF16;
-}
-
 static void shape_str(const sd_tensor *t, char *buf, size_t n)
 {
     size_t used = (size_t)snprintf(buf, n, "[");
@@ -111,23 +95,16 @@ static void shape_str(const sd_tensor *t, char *buf, size_t n)
         snprintf(buf + used, n - used, "]");
 }
 
-static bool exists(const sd_model *m, const char *base, const char *suffix)
-{
-    char name[256];
-    nm(name, sizeof name, "%s%s", base, suffix);
-    return sd_model_tensor(m, name) != NULL;
-}
-
 /* The tensor `base` + `suffix`, required to be a float tensor of `ndim` dimensions. */
 static sd_status need(const sd_model *m, sd_error *err, const sd_tensor **out, const char *base,
                       const char *suffix, int ndim)
 {
     char name[256];
-    nm(name, sizeof name, "%s%s", base, suffix);
+    sd_name(name, sizeof name, "%s%s", base, suffix);
     const sd_tensor *t = sd_model_tensor(m, name);
     if (!t)
         return sd_fail(err, SD_ERR_FORMAT, "model is missing tensor %s", name);
-    if (!is_float(t) || t->ndim != ndim) {
+    if (!sd_dtype_is_float(t->dtype) || t->ndim != ndim) {
         char s[96];
         shape_str(t, s, sizeof s);
         return sd_fail(err, SD_ERR_FORMAT, "tensor %s: %s %s is not a %dD float tensor", name,
@@ -142,7 +119,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
                            int k)
 {
     char name[256];
-    nm(name, sizeof name, "%s.weight", base);
+    sd_name(name, sizeof name, "%s.weight", base);
     const sd_tensor *w = sd_model_tensor(m, name);
     if (!w)
         return sd_fail(err, SD_ERR_FORMAT, "model is missing tensor %s", name);
@@ -151,7 +128,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
         o = w->shape[0], ci = w->shape[1], kh = w->shape[2], kw = w->shape[3];
     else if (w->ndim == 2 && k == 1)
         o = w->shape[0], ci = w->shape[1], kh = kw = 1;
-    if (!is_float(w) || kh != k || kw != k || o < 1 || o > MAX_CHANNELS || ci < 1 ||
+    if (!sd_dtype_is_float(w->dtype) || kh != k || kw != k || o < 1 || o > MAX_CHANNELS || ci < 1 ||
         ci > MAX_CHANNELS || (cin >= 0 && ci != cin)) {
         char s[96];
         shape_str(w, s, sizeof s);
@@ -176,7 +153,7 @@ static sd_status load_conv(const sd_model *m, sd_error *err, conv *c, const char
 static sd_status load_norm(const sd_model *m, sd_error *err, norm *n, const char *base, int c)
 {
     char b[256];
-    nm(b, sizeof b, "%s.", base);
+    sd_name(b, sizeof b, "%s.", base);
     sd_status st = need(m, err, &n->g, b, "weight", 1);
     if (st == SD_OK)
         st = need(m, err, &n->b, b, "bias", 1);
@@ -198,25 +175,25 @@ static sd_status load_resblock(const sd_model *m, sd_error *err, resblock *r, co
 {
     char b[256];
     sd_status st;
-    nm(b, sizeof b, "%s.norm1", base);
+    sd_name(b, sizeof b, "%s.norm1", base);
     if ((st = load_norm(m, err, &r->n1, b, cin)) != SD_OK)
         return st;
-    nm(b, sizeof b, "%s.conv1", base);
+    sd_name(b, sizeof b, "%s.conv1", base);
     if ((st = load_conv(m, err, &r->c1, b, cin, 3)) != SD_OK)
         return st;
     int cout = r->c1.cout;
-    nm(b, sizeof b, "%s.norm2", base);
+    sd_name(b, sizeof b, "%s.norm2", base);
     if ((st = load_norm(m, err, &r->n2, b, cout)) != SD_OK)
         return st;
-    nm(b, sizeof b, "%s.conv2", base);
+    sd_name(b, sizeof b, "%s.conv2", base);
     if ((st = load_conv(m, err, &r->c2, b, cout, 3)) != SD_OK)
         return st;
     if (r->c2.cout != cout)
         return sd_fail(err, SD_ERR_FORMAT, "%s.conv2 has %d outputs, expected %d", base,
                        r->c2.cout, cout);
     memset(&r->nin, 0, sizeof r->nin);
-    if (exists(m, base, ".nin_shortcut.weight")) {
-        nm(b, sizeof b, "%s.nin_shortcut", base);
+    if (sd_model_tensorf(m, "%s.nin_shortcut.weight", base)) {
+        sd_name(b, sizeof b, "%s.nin_shortcut", base);
         if ((st = load_conv(m, err, &r->nin, b, cin, 1)) != SD_OK)
             return st;
         if (r->nin.cout != cout)
@@ -235,22 +212,22 @@ static sd_status load_mid(const sd_model *m, sd_error *err, half_net *h, const c
 {
     char b[256];
     sd_status st;
-    nm(b, sizeof b, "%s.mid.block_1", base);
+    sd_name(b, sizeof b, "%s.mid.block_1", base);
     if ((st = load_resblock(m, err, &h->mid1, b, c)) != SD_OK)
         return st;
     if (h->mid1.c2.cout != c)
         return sd_fail(err, SD_ERR_FORMAT, "%s changes the width", b);
-    nm(b, sizeof b, "%s.mid.attn_1", base);
-    h->attn.present = exists(m, b, ".q.weight");
+    sd_name(b, sizeof b, "%s.mid.attn_1", base);
+    h->attn.present = sd_model_tensorf(m, "%s.q.weight", b) != NULL;
     if (h->attn.present) {
         static const char *const part[] = {"q", "k", "v", "proj_out"};
         conv *cv[] = {&h->attn.q, &h->attn.k, &h->attn.v, &h->attn.o};
         char nb[256];
-        nm(nb, sizeof nb, "%s.norm", b);
+        sd_name(nb, sizeof nb, "%s.norm", b);
         if ((st = load_norm(m, err, &h->attn.n, nb, c)) != SD_OK)
             return st;
         for (int i = 0; i < 4; i++) {
-            nm(nb, sizeof nb, "%s.%s", b, part[i]);
+            sd_name(nb, sizeof nb, "%s.%s", b, part[i]);
             if ((st = load_conv(m, err, cv[i], nb, c, 1)) != SD_OK)
                 return st;
             if (cv[i]->cout != c)
@@ -258,7 +235,7 @@ static sd_status load_mid(const sd_model *m, sd_error *err, half_net *h, const c
                                cv[i]->cout, c);
         }
     }
-    nm(b, sizeof b, "%s.mid.block_2", base);
+    sd_name(b, sizeof b, "%s.mid.block_2", base);
     if ((st = load_resblock(m, err, &h->mid2, b, c)) != SD_OK)
         return st;
     if (h->mid2.c2.cout != c)
@@ -275,8 +252,8 @@ static sd_status load_level(const sd_model *m, sd_error *err, level *lv, const c
     sd_status st;
     lv->n_blocks = 0;
     for (;;) {
-        nm(b, sizeof b, "%s.block.%d", base, lv->n_blocks);
-        if (!exists(m, b, ".conv1.weight"))
+        sd_name(b, sizeof b, "%s.block.%d", base, lv->n_blocks);
+        if (!sd_model_tensorf(m, "%s.conv1.weight", b))
             break;
         if (lv->n_blocks == MAX_BLOCKS)
             return sd_fail(err, SD_ERR_UNSUPPORTED, "%s: more than %d ResNet blocks", base,
@@ -286,8 +263,8 @@ static sd_status load_level(const sd_model *m, sd_error *err, level *lv, const c
         *c = lv->blocks[lv->n_blocks++].c2.cout;
     }
     memset(&lv->resample, 0, sizeof lv->resample);
-    nm(b, sizeof b, "%s.%s.conv", base, which);
-    if (exists(m, b, ".weight")) {
+    sd_name(b, sizeof b, "%s.%s.conv", base, which);
+    if (sd_model_tensorf(m, "%s.weight", b)) {
         if ((st = load_conv(m, err, &lv->resample, b, *c, 3)) != SD_OK)
             return st;
         if (lv->resample.cout != *c)
@@ -301,8 +278,8 @@ static int count_levels(const sd_model *m, const char *fmt)
     int n = 0;
     char b[256];
     for (; n <= MAX_LEVELS; n++) {
-        nm(b, sizeof b, fmt, n);
-        if (!exists(m, b, ".block.0.conv1.weight"))
+        sd_name(b, sizeof b, fmt, n);
+        if (!sd_model_tensorf(m, "%s.block.0.conv1.weight", b))
             break;
     }
     return n;
@@ -315,7 +292,7 @@ static sd_status load_encoder(const sd_model *m, sd_error *err, half_net *e)
 {
     sd_status st;
     char b[256];
-    e->present = exists(m, ENC, ".conv_in.weight");
+    e->present = sd_model_tensor(m, ENC ".conv_in.weight") != NULL;
     if (!e->present)
         return SD_OK;
     if ((st = load_conv(m, err, &e->conv_in, ENC ".conv_in", 3, 3)) != SD_OK)
@@ -329,7 +306,7 @@ static sd_status load_encoder(const sd_model *m, sd_error *err, half_net *e)
         return sd_fail(err, SD_ERR_UNSUPPORTED, "VAE encoder: more than %d levels", MAX_LEVELS);
     e->factor = 1;
     for (int i = 0; i < e->n_levels; i++) {
-        nm(b, sizeof b, ENC ".down.%d", i);
+        sd_name(b, sizeof b, ENC ".down.%d", i);
         if ((st = load_level(m, err, &e->levels[i], b, "downsample", &c)) != SD_OK)
             return st;
         if (e->levels[i].resample.w)
@@ -343,7 +320,7 @@ static sd_status load_encoder(const sd_model *m, sd_error *err, half_net *e)
         return sd_fail(err, SD_ERR_FORMAT, "%s has %d outputs: not mean + logvar",
                        ENC ".conv_out", e->conv_out.cout);
     memset(&e->quant, 0, sizeof e->quant);
-    if (exists(m, "first_stage_model.quant_conv", ".weight")) {
+    if (sd_model_tensor(m, "first_stage_model.quant_conv.weight")) {
         st = load_conv(m, err, &e->quant, "first_stage_model.quant_conv", e->conv_out.cout, 1);
         if (st != SD_OK)
             return st;
@@ -357,14 +334,14 @@ static sd_status load_decoder(const sd_model *m, sd_error *err, half_net *d)
 {
     sd_status st;
     char b[256];
-    d->present = exists(m, DEC, ".conv_in.weight");
+    d->present = sd_model_tensor(m, DEC ".conv_in.weight") != NULL;
     if (!d->present)
         return SD_OK;
     if ((st = load_conv(m, err, &d->conv_in, DEC ".conv_in", -1, 3)) != SD_OK)
         return st;
     int z = d->conv_in.cin, c = d->conv_in.cout;
     memset(&d->quant, 0, sizeof d->quant);
-    if (exists(m, "first_stage_model.post_quant_conv", ".weight")) {
+    if (sd_model_tensor(m, "first_stage_model.post_quant_conv.weight")) {
         st = load_conv(m, err, &d->quant, "first_stage_model.post_quant_conv", z, 1);
         if (st != SD_OK)
             return st;
@@ -381,7 +358,7 @@ static sd_status load_decoder(const sd_model *m, sd_error *err, half_net *d)
         return sd_fail(err, SD_ERR_UNSUPPORTED, "VAE decoder: more than %d levels", MAX_LEVELS);
     d->factor = 1;
     for (int i = d->n_levels - 1; i >= 0; i--) {   /* the decoder runs up.N-1 .. up.0 */
-        nm(b, sizeof b, DEC ".up.%d", i);
+        sd_name(b, sizeof b, DEC ".up.%d", i);
         if ((st = load_level(m, err, &d->levels[i], b, "upsample", &c)) != SD_OK)
             return st;
         if (d->levels[i].resample.w)

@@ -67,22 +67,43 @@ static inline const char *t_data(const char *rel)
     return b;
 }
 
-/* Path of a scratch file for this test run: $SD_TEST_TMP (set by tests/run-unit-tests.sh to
- * <build>/tmp) or build/tmp, created if missing. */
+/* The folder below $SD_TEST_TMP (set by tests/run-unit-tests.sh to <build>/tmp; build/tmp
+ * when unset) that t_tmp() names files in: the base itself, or the test's own subfolder
+ * once t_tmp_fresh() made one. */
+static char t_tmp_dir[512];
+
+/* Path of a scratch file for this test run: t_tmp_dir/name, the folder created if missing.
+ * The result lives in one of 16 rotating buffers: copy it to keep it longer. */
 static inline const char *t_tmp(const char *name)
 {
-    static char buf[8][1024];
+    static char buf[16][1024];
     static int slot;
-    const char *base = getenv("SD_TEST_TMP");
-    char *b = buf[slot++ % 8];
-    if (!base || !*base)
-        base = "build/tmp";
+    char *b = buf[slot++ % 16];
+    if (!t_tmp_dir[0]) {
+        const char *base = getenv("SD_TEST_TMP");
+        snprintf(t_tmp_dir, sizeof t_tmp_dir, "%s", base && *base ? base : "build/tmp");
+    }
     char cmd[1100];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", base);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", t_tmp_dir);
     if (system(cmd) != 0)
-        fprintf(stderr, "cannot create %s\n", base);
-    snprintf(b, sizeof buf[0], "%s/%s", base, name);
+        fprintf(stderr, "cannot create %s\n", t_tmp_dir);
+    snprintf(b, sizeof buf[0], "%s/%s", t_tmp_dir, name);
     return b;
+}
+
+/* Give this test a scratch folder of its own, t_tmp(name), removed with everything in it and
+ * created empty, so that files an earlier (crashed) run left behind cannot change the
+ * outcome; t_tmp() names files inside it from then on.  Returns the folder's path (valid
+ * for the whole run). */
+static inline const char *t_tmp_fresh(const char *name)
+{
+    char dir[sizeof t_tmp_dir], cmd[1100];
+    snprintf(dir, sizeof dir, "%s", t_tmp(name));
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot create %s\n", dir);
+    snprintf(t_tmp_dir, sizeof t_tmp_dir, "%s", dir);
+    return t_tmp_dir;
 }
 
 /* Path of the `sd` tool: $SD_BIN, else ../sd next to this test binary (build/tests/t_x ->

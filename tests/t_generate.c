@@ -4,6 +4,7 @@
  * filling the whole border, tiled denoise without seams, the noise estimate, cancellation
  * and the errors a user meets (empty selection, wrong model kind). */
 #include "harness.h"
+#include "model_util.h"
 
 #include "internal/imgproc.h"
 #include "sd.h"
@@ -405,9 +406,7 @@ static void test_cancel_and_errors(void)
 int main(void)
 {
     sd_error err = {0};
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = 2;
-    if (sd_ctx_new(&cp, &ctx, &err) ||
+    if (!(ctx = t_ctx_new(false)) ||
         sd_model_load(ctx, t_data("tiny-sd15/model-f16.safetensors"), &sd15, &err) ||
         sd_model_load(ctx, t_data("tiny-sd15-inpaint/model-f16.safetensors"), &sd15_inpaint,
                       &err) ||

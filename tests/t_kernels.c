@@ -23,6 +23,17 @@
 #define TOL_TINY 1e-37
 /* softmax normaliser: a float32 sum of up to 257 terms vs a double one, relative */
 #define TOL_SOFTMAX_SUM 2e-6
+/* GEMM tiles: float32 accumulation of up to a few hundred exact products vs double,
+ * relative to the sum of the magnitudes of the terms (and of the C being added to) */
+#define TOL_GEMM 4e-6
+/* flash attention: the normalised output against the reference's, relative to max|v| = 1,
+ * plus TOL_ATT_SCORE times the largest sum |q_e k_e| of the lane (a float32 score is off by
+ * a few ulp of that, and the output moves with the score) */
+#define TOL_ATT 2e-6
+#define TOL_ATT_SCORE 1e-6
+/* the bf16 block: both sides round the probabilities to bf16, but from exps that differ in
+ * the last float bits, so a rounding may go the other way: 2^-8 of one probability */
+#define TOL_ATT_BF16 4e-3
 
 enum { GUARD = 16, MAXN = 4099 };
 
@@ -387,6 +398,328 @@ static void test_softmax(const sd_kernels *k, const sd_kernels *r)
     report("softmax_step_f32", k, &v);
 }
 
+/* ---- packed GEMM tiles --------------------------------------------------------------------- */
+
+enum { MR = SD_GEMM_MR, NR = SD_GEMM_NR, LDC = NR + 5, KMAX = 300 };
+
+/* The C buffer: MR rows of LDC floats.  Outside the m x n tile everything must stay the
+ * poison; inside, acc tiles start from c0. */
+static void check_tile(verdict *v, const char *what, const float *got, const float *want,
+                       const double *mag, int m, int n, int kc)
+{
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < LDC; j++) {
+            size_t i = (size_t)(r * LDC + j);
+            if (r < m && j < n)
+                note(v, fabs((double)got[i] - want[i]), TOL_GEMM * mag[i] + TOL_TINY, what,
+                     (size_t)kc, i, got[i], want[i]);
+            else if (sd_f32_bits(got[i]) != POISON)
+                v->guard_broken = true;
+        }
+}
+
+static void test_gemm_f32(const sd_kernels *k, const sd_kernels *r)
+{
+    static float a[KMAX * MR], b[KMAX * 40 + NR], c[MR * LDC], want[MR * LDC];
+    static double mag[MR * LDC];
+    static const int kcs[] = {1, 2, 3, 7, 16, 17, 64, 129, KMAX};
+    verdict v = {0};
+    for (size_t ki = 0; ki < SD_ARRAY_LEN(kcs); ki++)
+        for (int m = 1; m <= MR; m++)
+            for (int n = 1; n <= NR; n += (n < 3 || n > 29 || n == 16 || n == 17) ? 1 : 5)
+                for (int acc = 0; acc < 2; acc++) {
+                    int kc = kcs[ki];
+                    int64_t ldb = (n + ki + (size_t)acc) % 3 == 0 ? NR : 40;
+                    /* rows of A beyond m and columns of B beyond n are NaN: they must not
+                     * reach the stored tile */
+                    for (int kk = 0; kk < kc; kk++) {
+                        for (int q = 0; q < MR; q++)
+                            a[kk * MR + q] = q < m ? uni(-1, 1) : NAN;
+                        for (int j = 0; j < ldb; j++)
+                            b[kk * ldb + j] = j < n ? uni(-1, 1) : NAN;
+                    }
+                    for (int q = 0; q < MR * LDC; q++) {
+                        int row = q / LDC, col = q % LDC;
+                        bool in = row < m && col < n;
+                        c[q] = want[q] = in && acc ? uni(-2, 2) : poison_f();
+                        double s = in && acc ? fabs(c[q]) : 0;
+                        for (int kk = 0; in && kk < kc; kk++)
+                            s += fabs((double)a[kk * MR + row] * b[kk * ldb + col]);
+                        mag[q] = s;
+                    }
+                    r->gemm_f32(kc, a, b, ldb, want, LDC, m, n, acc);
+                    k->gemm_f32(kc, a, b, ldb, c, LDC, m, n, acc);
+                    v.calls++;
+                    check_tile(&v, acc ? "gemm acc" : "gemm", c, want, mag, m, n, kc);
+                }
+    report("gemm_f32", k, &v);
+}
+
+static void test_gemm_bf16(const sd_kernels *k, const sd_kernels *r)
+{
+    static uint16_t a[KMAX * MR * 2], b[KMAX * 80 + 2 * NR];
+    static float c[MR * LDC], want[MR * LDC];
+    static double mag[MR * LDC];
+    static const int kps[] = {1, 2, 3, 8, 31, 128, KMAX};
+    verdict v = {0};
+    for (size_t ki = 0; ki < SD_ARRAY_LEN(kps); ki++)
+        for (int m = 1; m <= MR; m++)
+            for (int n = 1; n <= NR; n += (n < 3 || n > 29 || n == 16 || n == 17) ? 1 : 5)
+                for (int acc = 0; acc < 2; acc++) {
+                    int kp = kps[ki];
+                    int64_t ldb = (n + ki + (size_t)acc) % 2 ? 2 * NR : 80;
+                    for (int p = 0; p < kp; p++) {
+                        for (int q = 0; q < 2 * MR; q++)
+                            a[p * 2 * MR + q] = q / 2 < m ? sd_f32_to_bf16(uni(-1, 1)) : 0x7fc1;
+                        for (int j = 0; j < ldb; j++)
+                            b[p * ldb + j] = j / 2 < n ? sd_f32_to_bf16(uni(-1, 1)) : 0xffc1;
+                    }
+                    for (int q = 0; q < MR * LDC; q++) {
+                        int row = q / LDC, col = q % LDC;
+                        bool in = row < m && col < n;
+                        c[q] = want[q] = in && acc ? uni(-2, 2) : poison_f();
+                        double s = in && acc ? fabs(c[q]) : 0;
+                        for (int p = 0; in && p < kp; p++)
+                            for (int h = 0; h < 2; h++)
+                                s += fabs((double)sd_bf16_to_f32(a[(p * MR + row) * 2 + h]) *
+                                          sd_bf16_to_f32(b[p * ldb + 2 * col + h]));
+                        mag[q] = s;
+                    }
+                    r->gemm_bf16(kp, a, b, ldb, want, LDC, m, n, acc);
+                    k->gemm_bf16(kp, a, b, ldb, c, LDC, m, n, acc);
+                    v.calls++;
+                    check_tile(&v, acc ? "gemm acc" : "gemm", c, want, mag, m, n, kp);
+                }
+    report("gemm_bf16", k, &v);
+}
+
+/* bf16 rounding: exact, except that a subnormal input may become a zero of its sign */
+static void note_bf16(verdict *v, const char *what, size_t n, size_t i, float x, uint16_t got,
+                      uint16_t want)
+{
+    bool sub = x != 0 && fabsf(x) < FLT_MIN;
+    bool ok = got == want || (isnan(x) && (got & 0x7fc0) == 0x7fc0) ||
+              (sub && (got & 0x7fff) == 0 && (got >> 15) == (sd_f32_bits(x) >> 31));
+    note(v, ok ? 0 : 1, 0, what, n, i, sd_bf16_to_f32(got), sd_bf16_to_f32(want));
+}
+
+static void test_bf16_pack(const sd_kernels *k, const sd_kernels *r)
+{
+    static float x0[MAXN], x1[MAXN];
+    static uint16_t got[2 * MAXN + 2 * GUARD], want[2 * MAXN];
+    /* ties of every kind, the largest finite values, subnormals */
+    static const uint32_t bits[] = {0x3f808000u, 0x3f818000u, 0xbf808000u, 0x7f7fffffu,
+                                    0x7f7f8000u, 0x00000001u, 0x80400000u, 0x007fffffu,
+                                    0x3f80ffffu, 0x7fc00001u, 0xff800000u};
+    verdict vc = {0}, vp = {0};
+    for (size_t si = 0; si < N_SIZES; si++) {
+        size_t n = size_at(si);
+        fill(x0, n, -5, 5, si % 2 == 0);
+        fill(x1, n, -1e6f, 1e6f, false);
+        for (size_t i = 0; i < SD_ARRAY_LEN(bits) && si % 3 == 1; i++)
+            x1[(i * 7) % n] = sd_f32_from_bits(bits[i]);
+        for (size_t i = 0; i < 2 * n + 2 * GUARD; i++)
+            got[i] = 0xdead;
+        r->cvt_f32_bf16(x1, want, n);
+        k->cvt_f32_bf16(x1, got + GUARD, n);
+        vc.calls++;
+        for (size_t i = 0; i < n; i++)
+            note_bf16(&vc, "cvt", n, i, x1[i], got[GUARD + i], want[i]);
+        vc.guard_broken |= got[GUARD - 1] != 0xdead || got[GUARD + n] != 0xdead;
+
+        bool second = si % 4 != 3;
+        for (size_t i = 0; i < 2 * n + 2 * GUARD; i++)
+            got[i] = 0xdead;
+        r->pack_bf16_pairs(x0, second ? x1 : NULL, want, n);
+        k->pack_bf16_pairs(x0, second ? x1 : NULL, got + GUARD, n);
+        vp.calls++;
+        for (size_t i = 0; i < 2 * n; i++)
+            note_bf16(&vp, second ? "pairs" : "pairs, no second row", n, i,
+                      i % 2 ? (second ? x1[i / 2] : 0.0f) : x0[i / 2], got[GUARD + i], want[i]);
+        vp.guard_broken |= got[GUARD - 1] != 0xdead || got[GUARD + 2 * n] != 0xdead;
+    }
+    report("cvt_f32_bf16", k, &vc);
+    report("pack_bf16_pairs", k, &vp);
+
+    /* spans: every placement of the valid part, including empty and whole; the elements
+     * outside the spans are NaN, so reading one shows */
+    verdict vs = {0};
+    static float row0[MAXN], row1[MAXN];
+    for (size_t si = 0; si < 80; si++) {
+        size_t n = size_at(si);
+        for (int t = 0; t < 12; t++) {
+            int lo0 = (int)(rnd() % (n + 1)), hi0 = lo0 + (int)(rnd() % (n - lo0 + 1));
+            int lo1 = t % 3 ? (int)(rnd() % (n + 1)) : 0;
+            int hi1 = t % 3 ? lo1 + (int)(rnd() % (n - lo1 + 1)) : (int)n;
+            fill(row0, n, -3, 3, false);
+            fill(row1, n, -3, 3, false);
+            for (size_t i = 0; i < n; i++) {
+                if ((int)i < lo0 || (int)i >= hi0)
+                    row0[i] = NAN;
+                if ((int)i < lo1 || (int)i >= hi1)
+                    row1[i] = NAN;
+            }
+            for (size_t i = 0; i < 2 * n + 2 * GUARD; i++)
+                got[i] = 0xdead;
+            r->pack_bf16_pairs_span(row0 + lo0, lo0, hi0, row1 + lo1, lo1, hi1, want, n);
+            k->pack_bf16_pairs_span(row0 + lo0, lo0, hi0, row1 + lo1, lo1, hi1, got + GUARD,
+                                    n);
+            vs.calls++;
+            for (size_t i = 0; i < 2 * n; i++)
+                note(&vs, got[GUARD + i] == want[i] && !isnan(sd_bf16_to_f32(want[i])) ? 0 : 1,
+                     0, "span pairs", n, i, sd_bf16_to_f32(got[GUARD + i]),
+                     sd_bf16_to_f32(want[i]));
+            vs.guard_broken |= got[GUARD - 1] != 0xdead || got[GUARD + 2 * n] != 0xdead;
+        }
+    }
+    report("pack_bf16_pairs_span", k, &vs);
+}
+
+/* ---- flash attention block ------------------------------------------------------------------ */
+
+enum { NQ = SD_ATT_NQ, DHMAX = 80, NKMAX = 130 };
+
+typedef struct att_state {
+    float ot[DHMAX * NQ], mx[NQ], sum[NQ], s[NKMAX * NQ];
+} att_state;
+
+static void att_init(att_state *st, int dh)
+{
+    for (int i = 0; i < dh * NQ; i++)
+        st->ot[i] = 0;
+    for (int q = 0; q < NQ; q++) {
+        st->mx[q] = -INFINITY;
+        st->sum[q] = 0;
+    }
+}
+
+static void test_attn_block(const sd_kernels *k, const sd_kernels *r)
+{
+    static const int dhs[] = {1, 5, 8, 16, 40, 79, 80};
+    static const int nks[] = {1, 7, 8, 9, 33, 128, 130};
+    static const int causals[] = {INT32_MAX, 0, -5, 3, 40};
+    static float qt[DHMAX * NQ], kk[2 * NKMAX * (DHMAX + 3)], vv[2 * NKMAX * (DHMAX + 3)];
+    static att_state g, w;
+    verdict v = {0};
+    for (size_t di = 0; di < SD_ARRAY_LEN(dhs); di++)
+        for (size_t ni = 0; ni < SD_ARRAY_LEN(nks); ni++)
+            for (size_t ci = 0; ci < SD_ARRAY_LEN(causals); ci++) {
+                int dh = dhs[di], nk = nks[ni], causal = causals[ci];
+                int64_t rs = dh + (int)(ni % 3); /* rows of a wider q/k/v buffer */
+                float scale = (di + ni) % 2 ? 3.0f : 0.3f; /* peaky and flat softmaxes */
+                fill(qt, (size_t)dh * NQ, -scale, scale, false);
+                fill(kk, (size_t)(2 * nk * rs), -1, 1, false);
+                fill(vv, (size_t)(2 * nk * rs), -1, 1, false);
+                att_init(&g, dh);
+                att_init(&w, dh);
+                /* two key blocks in a row, the second one nk keys later */
+                for (int blk = 0; blk < 2; blk++) {
+                    const float *kb = kk + blk * nk * rs, *vb = vv + blk * nk * rs;
+                    int cz = causal == INT32_MAX ? causal : causal - blk * nk;
+                    r->attn_block_f32(qt, dh, kb, rs, vb, rs, nk, cz, w.ot, w.mx, w.sum, w.s);
+                    k->attn_block_f32(qt, dh, kb, rs, vb, rs, nk, cz, g.ot, g.mx, g.sum, g.s);
+                }
+                v.calls++;
+                for (int q = 0; q < NQ; q++) {
+                    double smag = 0;
+                    for (int j = 0; j < 2 * nk; j++) {
+                        double t = 0;
+                        for (int e = 0; e < dh; e++)
+                            t += fabs((double)qt[e * NQ + q] * kk[j * rs + e]);
+                        smag = fmax(smag, t);
+                    }
+                    bool none = w.sum[q] == 0;
+                    note(&v, none != (g.sum[q] == 0) || (none && g.mx[q] != -INFINITY), 0,
+                         "lane with no visible key", (size_t)nk, (size_t)q, g.sum[q], w.sum[q]);
+                    for (int e = 0; e < dh; e++) {
+                        double gw = none ? g.ot[e * NQ + q] : g.ot[e * NQ + q] / g.sum[q];
+                        double ww = none ? 0 : w.ot[e * NQ + q] / w.sum[q];
+                        note(&v, fabs(gw - ww), TOL_ATT + TOL_ATT_SCORE * smag, "output",
+                             (size_t)nk, (size_t)(e * NQ + q), gw, ww);
+                    }
+                }
+            }
+    report("attn_block_f32", k, &v);
+}
+
+static void test_attn_block_bf16(const sd_kernels *k, const sd_kernels *r)
+{
+    static const int dhs[] = {1, 5, 8, 40, 79, 80};
+    static const int nks[] = {1, 7, 8, 9, 33, 128, 129};
+    static const int causals[] = {INT32_MAX, 0, -5, 3, 40};
+    static float qt[DHMAX * NQ], kk[2 * NKMAX * DHMAX], vv[2 * NKMAX * DHMAX];
+    static uint16_t qp[(DHMAX + 1) * NQ], kb[2 * NKMAX * (DHMAX + 2)],
+        vp[2 * (NKMAX + 1) * DHMAX], pp[(NKMAX + 1) * NQ];
+    static att_state g, w;
+    verdict v = {0};
+    for (size_t di = 0; di < SD_ARRAY_LEN(dhs); di++)
+        for (size_t ni = 0; ni < SD_ARRAY_LEN(nks); ni++)
+            for (size_t ci = 0; ci < SD_ARRAY_LEN(causals); ci++) {
+                int dh = dhs[di], nk = nks[ni], causal = causals[ci];
+                int dh2 = dh + dh % 2, nk2 = nk + nk % 2;
+                int64_t kb_rs = dh2 + 2 * (int)(ni % 2);
+                float scale = (di + ni) % 2 ? 3.0f : 0.3f;
+                fill(qt, (size_t)dh * NQ, -scale, scale, false);
+                fill(kk, (size_t)(2 * nk * dh), -1, 1, false);
+                fill(vv, (size_t)(2 * nk * dh), -1, 1, false);
+                /* the bf16 operands, and their exact values back in qt/kk/vv */
+                for (int i = 0; i < dh * NQ; i++)
+                    qt[i] = sd_bf16_to_f32(sd_f32_to_bf16(qt[i]));
+                for (int i = 0; i < 2 * nk * dh; i++) {
+                    kk[i] = sd_bf16_to_f32(sd_f32_to_bf16(kk[i]));
+                    vv[i] = sd_bf16_to_f32(sd_f32_to_bf16(vv[i]));
+                }
+                for (int e = 0; e < dh2; e++)
+                    for (int q = 0; q < NQ; q++)
+                        qp[((e / 2) * NQ + q) * 2 + e % 2] =
+                            e < dh ? sd_f32_to_bf16(qt[e * NQ + q]) : 0;
+                att_init(&g, dh);
+                att_init(&w, dh);
+                for (int blk = 0; blk < 2; blk++) {
+                    const float *kf = kk + blk * nk * dh, *vf = vv + blk * nk * dh;
+                    for (int j = 0; j < nk; j++)
+                        for (int e = 0; e < kb_rs; e++)
+                            kb[j * kb_rs + e] = e < dh ? sd_f32_to_bf16(kf[j * dh + e]) : 0;
+                    for (int j = 0; j < nk2; j++)
+                        for (int e = 0; e < dh; e++)
+                            vp[((j / 2) * dh + e) * 2 + j % 2] =
+                                j < nk ? sd_f32_to_bf16(vf[j * dh + e]) : 0;
+                    int cz = causal == INT32_MAX ? causal : causal - blk * nk;
+                    r->attn_block_bf16(qp, dh, kb, kb_rs, vp, nk, cz, w.ot, w.mx, w.sum, w.s,
+                                       pp);
+                    k->attn_block_bf16(qp, dh, kb, kb_rs, vp, nk, cz, g.ot, g.mx, g.sum, g.s,
+                                       pp);
+                }
+                v.calls++;
+                for (int q = 0; q < NQ; q++) {
+                    double smag = 0;
+                    for (int j = 0; j < 2 * nk; j++) {
+                        double t = 0;
+                        for (int e = 0; e < dh; e++)
+                            t += fabs((double)qt[e * NQ + q] * kk[j * dh + e]);
+                        smag = fmax(smag, t);
+                    }
+                    bool none = w.sum[q] == 0;
+                    note(&v, none != (g.sum[q] == 0) || (none && g.mx[q] != -INFINITY), 0,
+                         "lane with no visible key", (size_t)nk, (size_t)q, g.sum[q], w.sum[q]);
+                    for (int e = 0; e < dh; e++) {
+                        double gw = none ? g.ot[e * NQ + q] : g.ot[e * NQ + q] / g.sum[q];
+                        double ww = none ? 0 : w.ot[e * NQ + q] / w.sum[q];
+                        note(&v, fabs(gw - ww), TOL_ATT_BF16 + TOL_ATT_SCORE * smag,
+                             "output", (size_t)nk, (size_t)(e * NQ + q), gw, ww);
+                    }
+                }
+            }
+    report("attn_block_bf16", k, &v);
+}
+
+static void test_peaks(const sd_kernels *k)
+{
+    CHECK(k->peak_fma_f32(10) > 0, "%s: peak_fma_f32 counts no work", sd_isa_name(k->isa));
+    CHECK((k->peak_dot_bf16(10) > 0) == k->native_bf16, "%s: peak_dot_bf16 vs native_bf16",
+          sd_isa_name(k->isa));
+}
+
 int main(void)
 {
     const char *env = getenv("T_SEED");
@@ -416,7 +749,14 @@ int main(void)
         test_unary("quick_gelu_f32", k, k->quick_gelu_f32, r->quick_gelu_f32, -20, 20);
         test_geglu(k, r);
         test_softmax(k, r);
+        test_gemm_f32(k, r);
+        test_gemm_bf16(k, r);
+        test_bf16_pack(k, r);
+        test_attn_block(k, r);
+        test_attn_block_bf16(k, r);
+        test_peaks(k);
     }
+    test_peaks(r);
     printf("t_kernels: %d SIMD table(s) tested against the reference\n", tested);
     /* the chosen table is one of the tested ones (or the reference) */
     const sd_kernels *chosen = sd_kernels_get();

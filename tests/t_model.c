@@ -4,33 +4,19 @@
  * file, SD2's fused in_proj rows, TAESD's two namings); every unsupported or corrupt input
  * refused with the right status and a message; allocation failures; `sd info`. */
 #include "harness.h"
-#include "internal/half.h"
+#include "model_util.h"
 #include "internal/json.h"
 #include "internal/model.h"
 #include "internal/safetensors.h"
 
-#include <fcntl.h>
 #include <stdint.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-static char tmpdir[256];
-
-/* A path in the test's temporary folder; valid until 16 more calls. */
-static const char *tmp(const char *name)
-{
-    static char buf[16][1024];
-    static int slot;
-    char *b = buf[slot++ % 16];
-    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
-    return b;
-}
 
 /* A path kept in the caller's own buffer. */
 #define TMP_VAR(var, name)                                                                   \
     char var[1024];                                                                          \
-    snprintf(var, sizeof var, "%s", tmp(name))
+    snprintf(var, sizeof var, "%s", t_tmp(name))
 
 static void write_text(const char *path, const char *text)
 {
@@ -52,19 +38,6 @@ static void write_bytes(const char *path, const char *data, size_t n)
     }
 }
 
-static void copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    char buf[1 << 16];
-    size_t n;
-    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0)
-        fwrite(buf, 1, n, b);
-    if (a)
-        fclose(a);
-    if (b)
-        fclose(b);
-}
-
 static sd_status load(const char *path, sd_model **m, sd_error *err)
 {
     memset(err, 0, sizeof *err);
@@ -73,17 +46,6 @@ static sd_status load(const char *path, sd_model **m, sd_error *err)
 }
 
 /* ---- tensor comparison ------------------------------------------------------------------- */
-
-/* Element i (row-major over the shape) of t, as raw bytes. */
-static const void *elem(const sd_tensor *t, int64_t i)
-{
-    int64_t off = 0;
-    for (int d = t->ndim - 1; d >= 0; d--) {
-        off += (i % t->shape[d]) * t->stride[d];
-        i /= t->shape[d];
-    }
-    return (const char *)t->data + off * (int64_t)sd_dtype_size(t->dtype);
-}
 
 static bool same_shape(const sd_tensor *a, const sd_tensor *b)
 {
@@ -102,22 +64,9 @@ static bool same_bits(const sd_tensor *a, const sd_tensor *b)
     size_t es = sd_dtype_size(a->dtype);
     int64_t n = sd_tensor_numel(a);
     for (int64_t i = 0; i < n; i++)
-        if (memcmp(elem(a, i), elem(b, i), es))
+        if (memcmp(t_tensor_elem(a, i), t_tensor_elem(b, i), es))
             return false;
     return true;
-}
-
-static float as_f32(const sd_tensor *t, int64_t i)
-{
-    const void *p = elem(t, i);
-    uint16_t h;
-    float f;
-    switch (t->dtype) {
-    case SD_DTYPE_F16: memcpy(&h, p, 2); return sd_f16_to_f32(h);
-    case SD_DTYPE_BF16: memcpy(&h, p, 2); return sd_bf16_to_f32(h);
-    case SD_DTYPE_F32: memcpy(&f, p, 4); return f;
-    default: return NAN;
-    }
 }
 
 /* Every canonical tensor of `sub` exists in `all` with identical bits.  Returns the count. */
@@ -375,51 +324,20 @@ static void test_diffusers(void)
 
 /* ---- converted copies --------------------------------------------------------------------- */
 
-/* Write path as a copy of src with every F16 tensor converted to `to` (F32 or BF16). */
-static bool convert_copy(const char *src, const char *path, sd_dtype to)
-{
-    sd_st_file *f = NULL;
-    sd_error err = {0};
-    if (sd_st_open(src, &f, &err) != SD_OK)
-        return false;
-    const char **names = calloc(f->n, sizeof *names);
-    sd_tensor *ts = calloc(f->n, sizeof *ts);
-    void **bufs = calloc(f->n, sizeof *bufs);
-    for (size_t i = 0; i < f->n; i++) {
-        names[i] = f->entries[i].name;
-        ts[i] = f->entries[i].t;
-        if (ts[i].dtype != SD_DTYPE_F16)
-            continue;
-        int64_t n = sd_tensor_numel(&ts[i]);
-        bufs[i] = malloc((size_t)n * 4 + 4);
-        const uint16_t *h = ts[i].data;
-        for (int64_t k = 0; k < n; k++) {
-            float v = sd_f16_to_f32(h[k]);
-            if (to == SD_DTYPE_F32)
-                ((float *)bufs[i])[k] = v;
-            else
-                ((uint16_t *)bufs[i])[k] = sd_f32_to_bf16(v);
-        }
-        ts[i].dtype = to;
-        ts[i].data = bufs[i];
-    }
-    bool ok = sd_st_write(path, names, ts, f->n, "{\"format\":\"pt\"}", &err) == SD_OK;
-    CHECK(ok, "convert %s: %s", src, err.msg);
-    for (size_t i = 0; i < f->n; i++)
-        free(bufs[i]);
-    free(bufs);
-    free(ts);
-    free(names);
-    sd_st_close(f);
-    return ok;
-}
-
 static void test_converted(void)
 {
     TMP_VAR(f32, "sd15-f32.safetensors");
     TMP_VAR(bf, "sd15-bf16.safetensors");
-    if (!convert_copy(t_data("tiny-sd15/model-f16.safetensors"), f32, SD_DTYPE_F32) ||
-        !convert_copy(t_data("tiny-sd15/model-f16.safetensors"), bf, SD_DTYPE_BF16))
+    const char *src = t_data("tiny-sd15/model-f16.safetensors");
+    t_variant to32 = {.convert = true, .dtype = SD_DTYPE_F32, .no_sidecar = true};
+    t_variant tobf = {.convert = true, .dtype = SD_DTYPE_BF16, .no_sidecar = true};
+    bool ok32 = t_write_model_variant(src, f32, &to32);
+    CHECK(ok32, "convert %s to f32", src);
+    if (!ok32)
+        return;
+    bool okbf = t_write_model_variant(src, bf, &tobf);
+    CHECK(okbf, "convert %s to bf16", src);
+    if (!okbf)
         return;
     sd_model *m, *h;
     sd_error err;
@@ -427,8 +345,8 @@ static void test_converted(void)
     sd_status st = load(f32, &m, &err);
     CHECK(st == SD_ERR_FORMAT && strstr(err.msg, "attention heads") && strstr(err.msg, "config"),
           "no sidecar: %s", err.msg);
-    copy_file(t_data("tiny-sd15/model-f16.json"), tmp("sd15-f32.json"));
-    copy_file(t_data("tiny-sd15/model-f16.json"), tmp("sd15-bf16.json"));
+    t_copy_file(t_data("tiny-sd15/model-f16.json"), t_sidecar(f32));
+    t_copy_file(t_data("tiny-sd15/model-f16.json"), t_sidecar(bf));
     st = load(f32, &m, &err);
     CHECK(st == SD_OK, "f32 copy: %s", err.msg);
     CHECK(load(t_data("tiny-sd15/model-f16.safetensors"), &h, &err) == SD_OK, "%s", err.msg);
@@ -447,7 +365,7 @@ static void test_converted(void)
             const sd_tensor *a = sd_model_tensor(m, spot[k]), *b = sd_model_tensor(h, spot[k]);
             bool eq = a && b && a->dtype == SD_DTYPE_F32 && same_shape(a, b);
             for (int64_t i = 0; eq && i < sd_tensor_numel(a); i++)
-                eq = as_f32(a, i) == as_f32(b, i);
+                eq = t_tensor_value(a, i) == t_tensor_value(b, i);
             CHECK(eq, "f32 copy equals f16 values: %s", spot[k]);
         }
     }
@@ -462,72 +380,26 @@ static void test_converted(void)
         const char *nm = "model.diffusion_model.out.2.weight";
         const sd_tensor *a = sd_model_tensor(m, nm), *b = sd_model_tensor(h, nm);
         bool close = a && b && same_shape(a, b);
-        for (int64_t i = 0; close && i < sd_tensor_numel(a); i++)
-            close = fabsf(as_f32(a, i) - as_f32(b, i)) <= fabsf(as_f32(b, i)) / 128;
+        for (int64_t i = 0; close && i < sd_tensor_numel(a); i++) {
+            float va = t_tensor_value(a, i), vb = t_tensor_value(b, i);
+            close = fabsf(va - vb) <= fabsf(vb) / 128;
+        }
         CHECK(close, "bf16 values within bf16 rounding");
     }
     sd_model_free(m);
     sd_model_free(h);
-    remove(f32);
-    remove(bf);
-    remove(tmp("sd15-f32.json"));
-    remove(tmp("sd15-bf16.json"));
+    t_remove_model(f32);
+    t_remove_model(bf);
 }
 
 /* ---- full-size layouts -------------------------------------------------------------------- */
 
-/* A sparse file with the header of a full-size checkpoint (names, dtypes, shapes of
- * full-size-layouts.json) and a hole for the data: loading never reads tensor data, so this
- * checks naming, detection, defaults and parameter counts at real scale without real weights. */
-static bool write_sparse(const sd_json *layout, const char *path)
-{
-    size_t cap = 1 << 20, len = 0;
-    char *h = malloc(cap);
-    uint64_t off = 0;
-    len += (size_t)snprintf(h + len, cap - len, "{");
-    for (size_t i = 0; i < layout->n; i++) {
-        const sd_json *v = &layout->items[i];
-        const sd_json *shape = sd_json_at(v, 1);
-        const char *dt = sd_json_str(sd_json_at(v, 0), "?");
-        uint64_t bytes = !strcmp(dt, "F32") ? 4 : 2;
-        if (cap - len < 512) {
-            cap *= 2;
-            h = realloc(h, cap);
-        }
-        len += (size_t)snprintf(h + len, cap - len, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[",
-                                i ? "," : "", layout->keys[i].str, dt);
-        for (size_t d = 0; shape && d < shape->n; d++) {
-            bytes *= (uint64_t)shape->items[d].integer;
-            len += (size_t)snprintf(h + len, cap - len, "%s%lld", d ? "," : "",
-                                    (long long)shape->items[d].integer);
-        }
-        len += (size_t)snprintf(h + len, cap - len, "],\"data_offsets\":[%llu,%llu]}",
-                                (unsigned long long)off, (unsigned long long)(off + bytes));
-        off += bytes;
-    }
-    len += (size_t)snprintf(h + len, cap - len, "}");
-    while (len % 8)
-        h[len++] = ' ';
-    unsigned char n8[8];
-    for (int i = 0; i < 8; i++)
-        n8[i] = (unsigned char)((uint64_t)len >> (8 * i));
-    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
-    bool ok = fd >= 0 && write(fd, n8, 8) == 8 && write(fd, h, len) == (ssize_t)len &&
-              ftruncate(fd, (off_t)(8 + len + off)) == 0;
-    if (fd >= 0)
-        close(fd);
-    free(h);
-    return ok;
-}
-
 static void test_full_size(void)
 {
-    sd_json *root = NULL;
-    sd_error err = {0};
-    if (sd_json_parse_file(t_data("full-size-layouts.json"), 1 << 20, &root, &err) != SD_OK) {
-        CHECK(0, "%s", err.msg);
+    sd_json *root = t_full_size_layouts();
+    if (!root)
         return;
-    }
+    sd_error err = {0};
     static const struct {
         const char *key;
         sd_family family;
@@ -549,7 +421,7 @@ static void test_full_size(void)
     TMP_VAR(path, "full.safetensors");
     for (size_t i = 0; i < SD_ARRAY_LEN(cases); i++) {
         const sd_json *layout = sd_json_get(root, cases[i].key);
-        if (!layout || !write_sparse(layout, path)) {
+        if (!t_write_header_only(layout, path)) {
             CHECK(0, "write sparse %s", cases[i].key);
             continue;
         }
@@ -623,41 +495,27 @@ static void test_taesd(void)
     sd_model_free(b);
 
     /* one file alone */
-    mkdir(tmp("dec"), 0755);
-    copy_file(t_data("taesd/taesd_decoder.safetensors"), tmp("dec/taesd_decoder.safetensors"));
-    CHECK(load(tmp("dec/taesd_decoder.safetensors"), &b, &err) == SD_OK, "%s", err.msg);
+    mkdir(t_tmp("dec"), 0755);
+    t_copy_file(t_data("taesd/taesd_decoder.safetensors"), t_tmp("dec/taesd_decoder.safetensors"));
+    CHECK(load(t_tmp("dec/taesd_decoder.safetensors"), &b, &err) == SD_OK, "%s", err.msg);
     sd_model_get_info(b, &in);
     CHECK(!in.has_taesd_encoder && in.has_taesd_decoder && in.n_tensors == 67, "decoder alone");
     sd_model_free(b);
-    remove(tmp("dec/taesd_decoder.safetensors"));
-    rmdir(tmp("dec"));
+    remove(t_tmp("dec/taesd_decoder.safetensors"));
+    rmdir(t_tmp("dec"));
 
     /* the same weights in diffusers AutoencoderTiny naming, as a file and as a folder */
-    sd_st_file *fe = NULL, *fd = NULL;
-    sd_st_open(t_data("taesd/taesd_encoder.safetensors"), &fe, &err);
-    sd_st_open(t_data("taesd/taesd_decoder.safetensors"), &fd, &err);
-    if (!fe || !fd) {
-        CHECK(0, "open taesd files");
+    mkdir(t_tmp("tiny"), 0755);
+    TMP_VAR(tiny, "tiny/diffusion_pytorch_model.safetensors");
+    sd_st_file *tf = NULL;
+    CHECK(t_write_taesd_autoencodertiny(tiny) && sd_st_open(tiny, &tf, &err) == SD_OK,
+          "AutoencoderTiny copy: %s", err.msg);
+    if (!tf) {
+        sd_model_free(a);
         return;
     }
-    size_t n = fe->n + fd->n;
-    char **names = calloc(n, sizeof *names);
-    sd_tensor *ts = calloc(n, sizeof *ts);
-    for (size_t i = 0; i < n; i++) {
-        bool enc = i < fe->n;
-        const sd_st_entry *e = enc ? &fe->entries[i] : &fd->entries[i - fe->n];
-        char *dot;
-        long idx = strtol(e->name, &dot, 10);
-        names[i] = malloc(strlen(e->name) + 32);
-        sprintf(names[i], "%s.layers.%ld%s", enc ? "encoder" : "decoder", enc ? idx : idx - 1,
-                dot);
-        ts[i] = e->t;
-    }
-    mkdir(tmp("tiny"), 0755);
-    TMP_VAR(tiny, "tiny/diffusion_pytorch_model.safetensors");
-    CHECK(sd_st_write(tiny, (const char *const *)names, ts, n, NULL, &err) == SD_OK, "%s",
-          err.msg);
-    write_text(tmp("tiny/config.json"),
+    size_t n = tf->n;
+    write_text(t_tmp("tiny/config.json"),
                "{\"_class_name\": \"AutoencoderTiny\", \"scaling_factor\": 1.0}");
     TMP_VAR(tiny_dir, "tiny");
     const char *paths[2] = {tiny, tiny_dir};
@@ -671,22 +529,17 @@ static void test_taesd(void)
         size_t same = 0;
         for (size_t i = 0; i < n; i++) {
             char canon[160];
-            snprintf(canon, sizeof canon, "taesd.%s", names[i]);
+            snprintf(canon, sizeof canon, "taesd.%s", tf->entries[i].name);
             same += same_bits(sd_model_tensor(a, canon), sd_model_tensor(b, canon));
         }
-        CHECK(same == n, "both TAESD namings give the same canonical tensors: %zu of %zu", same,
-              n);
+        CHECK(same == n && n == 134,
+              "both TAESD namings give the same canonical tensors: %zu of %zu", same, n);
         sd_model_free(b);
     }
     remove(tiny);
-    remove(tmp("tiny/config.json"));
-    rmdir(tmp("tiny"));
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    free(ts);
-    sd_st_close(fe);
-    sd_st_close(fd);
+    remove(t_tmp("tiny/config.json"));
+    rmdir(t_tmp("tiny"));
+    sd_st_close(tf);
     sd_model_free(a);
 }
 
@@ -887,14 +740,14 @@ static void test_refusals(void)
     expect_fail(p, SD_ERR_FORMAT, "empty file");
     WRITE_BYTES(p, "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":");
     expect_fail(p, SD_ERR_FORMAT, "past the end");
-    expect_fail(tmp("missing.safetensors"), SD_ERR_IO, "cannot open");
+    expect_fail(t_tmp("missing.safetensors"), SD_ERR_IO, "cannot open");
     TMP_VAR(fifo, "fifo.safetensors");
     CHECK(mkfifo(fifo, 0644) == 0, "mkfifo");
     expect_fail(fifo, SD_ERR_IO, "not a regular file");
     remove(fifo);
-    mkdir(tmp("empty"), 0755);
-    expect_fail(tmp("empty"), SD_ERR_FORMAT, "not a diffusers model");
-    rmdir(tmp("empty"));
+    mkdir(t_tmp("empty"), 0755);
+    expect_fail(t_tmp("empty"), SD_ERR_FORMAT, "not a diffusers model");
+    rmdir(t_tmp("empty"));
     remove(p);
     remove(ck);
 
@@ -922,15 +775,15 @@ static void test_diffusers_refusals(void)
     }
     TMP_VAR(d, "pipe");
     mkdir(d, 0755);
-    mkdir(tmp("pipe/unet"), 0755);
+    mkdir(t_tmp("pipe/unet"), 0755);
     char target[1200];
     snprintf(target, sizeof target, "%s/unet/diffusion_pytorch_model.safetensors", abs);
-    CHECK(symlink(target, tmp("pipe/unet/diffusion_pytorch_model.fp16.safetensors")) == 0,
+    CHECK(symlink(target, t_tmp("pipe/unet/diffusion_pytorch_model.fp16.safetensors")) == 0,
           "symlink");
-    write_text(tmp("pipe/model_index.json"),
+    write_text(t_tmp("pipe/model_index.json"),
                "{\"_class_name\": \"StableDiffusionPipeline\", \"unet\": [\"diffusers\", "
                "\"UNet2DConditionModel\"]}");
-    write_text(tmp("pipe/unet/config.json"), "{\"attention_head_dim\": 2}");
+    write_text(t_tmp("pipe/unet/config.json"), "{\"attention_head_dim\": 2}");
     sd_model *m;
     sd_error err;
     CHECK(load(d, &m, &err) == SD_OK, "fp16 variant, unet only: %s", err.msg);
@@ -941,29 +794,29 @@ static void test_diffusers_refusals(void)
               "unet-only folder");
     }
     sd_model_free(m);
-    write_text(tmp("pipe/unet/config.json"), "{\"attention_head_dim\": [2, 2,}");
+    write_text(t_tmp("pipe/unet/config.json"), "{\"attention_head_dim\": [2, 2,}");
     expect_fail(d, SD_ERR_FORMAT, "unet/config.json");
-    write_text(tmp("pipe/unet/config.json"), "{\"attention_head_dim\": 3}");
+    write_text(t_tmp("pipe/unet/config.json"), "{\"attention_head_dim\": 3}");
     expect_fail(d, SD_ERR_FORMAT, "3 attention heads");
     /* without a config: the SD1 default of 8 heads (divides 32 and 64 channels) */
-    remove(tmp("pipe/unet/config.json"));
+    remove(t_tmp("pipe/unet/config.json"));
     CHECK(load(d, &m, &err) == SD_OK && sd_model_get_hparams(m)->unet_heads[2] == 8,
           "SD1 default heads: %s", err.msg);
     sd_model_free(m);
-    write_text(tmp("pipe/model_index.json"),
+    write_text(t_tmp("pipe/model_index.json"),
                "{\"_class_name\": \"StableDiffusionXLPipeline\", \"unet\": [], "
                "\"text_encoder_2\": []}");
     expect_fail(d, SD_ERR_UNSUPPORTED, "SDXL");
-    write_text(tmp("pipe/model_index.json"),
+    write_text(t_tmp("pipe/model_index.json"),
                "{\"_class_name\": \"StableDiffusion3Pipeline\", \"transformer\": []}");
     expect_fail(d, SD_ERR_UNSUPPORTED, "transformer");
-    write_text(tmp("pipe/model_index.json"), "{\"unet\": []}");
-    remove(tmp("pipe/unet/diffusion_pytorch_model.fp16.safetensors"));
-    WRITE_BYTES(tmp("pipe/unet/diffusion_pytorch_model.bin"), "\x80\x02}q\x00.");
+    write_text(t_tmp("pipe/model_index.json"), "{\"unet\": []}");
+    remove(t_tmp("pipe/unet/diffusion_pytorch_model.fp16.safetensors"));
+    WRITE_BYTES(t_tmp("pipe/unet/diffusion_pytorch_model.bin"), "\x80\x02}q\x00.");
     expect_fail(d, SD_ERR_UNSUPPORTED, "pickle");
-    remove(tmp("pipe/unet/diffusion_pytorch_model.bin"));
-    remove(tmp("pipe/model_index.json"));
-    rmdir(tmp("pipe/unet"));
+    remove(t_tmp("pipe/unet/diffusion_pytorch_model.bin"));
+    remove(t_tmp("pipe/model_index.json"));
+    rmdir(t_tmp("pipe/unet"));
     rmdir(d);
 }
 
@@ -998,12 +851,12 @@ static void test_nomem(void)
 {
     TMP_VAR(p, "min.safetensors");
     write_specs(p, sd1_min, SD_ARRAY_LEN(sd1_min), -1, SD_DTYPE_F32);
-    write_text(tmp("min.json"), "{\"unet\": {\"attention_head_dim\": 2}, \"scheduler\": "
+    write_text(t_tmp("min.json"), "{\"unet\": {\"attention_head_dim\": 2}, \"scheduler\": "
                                 "{\"prediction_type\": \"v_prediction\"}}");
     nomem_loop("minimal SD1 + sidecar", p);
     nomem_loop("TAESD pair", t_data("taesd/taesd_encoder.safetensors"));
     remove(p);
-    remove(tmp("min.json"));
+    remove(t_tmp("min.json"));
 }
 
 /* ---- sd info -------------------------------------------------------------------------------- */
@@ -1043,13 +896,7 @@ static void test_cli(void)
 
 int main(void)
 {
-    const char *td = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/t_model.XXXXXX", td && *td ? td : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-
+    t_tmp_fresh("t_model");
     test_single_files();
     test_openclip_split();
     test_diffusers();
@@ -1060,6 +907,5 @@ int main(void)
     test_diffusers_refusals();
     test_nomem();
     test_cli();
-    rmdir(tmpdir);
     return t_summary("t_model");
 }

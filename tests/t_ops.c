@@ -3,7 +3,9 @@
  * with 1 and 2 threads.  Covers the convolution shapes SD uses (3x3 s1 p1, 3x3 s2 p1, 3x3 s2
  * pad (0,1,0,1), 1x1) and odd ones, F32/F16/BF16 weights, GroupNorm with 32 groups, fused
  * QKV strides, causal and cross attention with Lq != Lk, and long sequences that only fit
- * because attention is tiled (the allocation high-water mark is checked).  Also argument
+ * because attention is tiled (the allocation high-water mark is checked).  Two more contexts
+ * run in bf16 precision (bf16 products where the CPU has them): their linear and conv
+ * results are held to the bf16 rounding bound instead.  Also argument
  * errors and allocation failure (SD_ERR_NOMEM, nothing leaked).  The seed is printed;
  * $T_SEED overrides it. */
 #include "harness.h"
@@ -17,12 +19,19 @@
 
 /* GEMM-based ops: |got - want| <= TOL_DOT * (sum_k |x_k w_k| + |bias|) */
 #define TOL_DOT 2e-6
+/* ... in bf16 precision: x and w each rounded to 8 significant bits (relative error <= 2^-9
+ * each, so <= 2^-8 + 2^-18 per product), then float32 accumulation */
+#define TOL_DOT_BF16 4e-3
 /* norms: |got - want| <= TOL_NORM * (|xhat gamma| + |beta|) + TOL_MEAN * |mean| rstd |gamma|
  * (the second term: the float32 mean is off by up to half an ulp, as in PyTorch) */
 #define TOL_NORM 2e-6
 #define TOL_MEAN 1.2e-7
 /* attention: |got - want| <= TOL_ATT * max|v| (the output is a convex combination of v) */
 #define TOL_ATT 1e-6
+/* ... in bf16 precision (q, k, v and the probabilities rounded to 8 significant bits): each
+ * score is off by <= 2^-8 of S = scale * sum_e |q_e k_e|, which moves a probability by up
+ * to 2 * 2^-8 * S relative; the rounded probabilities and values add 2^-8 and 2^-9 */
+#define TOL_ATT_BF16 7.9e-3
 /* element-wise transcendental ops: relative, with an absolute floor for subnormals */
 #define TOL_EW 1e-6
 #define TOL_TINY 1e-37
@@ -30,11 +39,12 @@
  * argument's error is then within TOL_TEMB_ARG * |t f| * (1 + |e|) (2 ulp per step) */
 #define TOL_TEMB_ARG 1.2e-7
 
-enum { N_CFG = 4 };
+enum { N_CFG = 6 };
 
 typedef struct cfg {
     const char *name;
     sd_ctx *ctx;
+    bool bf16;
 } cfg;
 
 static cfg cfgs[N_CFG];
@@ -132,6 +142,16 @@ static const char *dtname(sd_dtype t)
     return sd_dtype_name(t);
 }
 
+/* The GEMM tolerances of config c: tol as it is, or rescaled to the bf16 bound into buf. */
+static const double *dot_tol(int c, const double *tol, double *buf, size_t n)
+{
+    if (!cfgs[c].bf16)
+        return tol;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tol[i] * (TOL_DOT_BF16 / TOL_DOT);
+    return buf;
+}
+
 /* ==== linear ================================================================================ */
 
 static void test_linear(int64_t M, int64_t K, int64_t N, sd_dtype dt, bool bias, bool w4d)
@@ -155,6 +175,7 @@ static void test_linear(int64_t M, int64_t K, int64_t N, sd_dtype dt, bool bias,
             tol[m * N + n] = TOL_DOT * mag + 1e-30;
         }
     float *y = malloc((ny + 1) * sizeof(float));
+    double *tolb = malloc((ny + 1) * sizeof(double));
     char what[100];
     snprintf(what, sizeof what, "linear M=%lld K=%lld N=%lld %s%s%s", (long long)M,
              (long long)K, (long long)N, dtname(dt), bias ? " bias" : "", w4d ? " 4d" : "");
@@ -163,11 +184,11 @@ static void test_linear(int64_t M, int64_t K, int64_t N, sd_dtype dt, bool bias,
         sd_error err = {0};
         sd_status st = sd_op_linear(cfgs[c].ctx, x, M, K, &w, bias ? &b : NULL, y, &err);
         CHECK(st == SD_OK, "%s: %s", what, err.msg);
-        compare(what, cfgs[c].name, y, want, tol, ny);
+        compare(what, cfgs[c].name, y, want, dot_tol(c, tol, tolb, ny), ny);
     }
     sd_tensor_free(&w);
     sd_tensor_free(&b);
-    free(x), free(wv), free(bv), free(want), free(tol), free(y);
+    free(x), free(wv), free(bv), free(want), free(tol), free(tolb), free(y);
 }
 
 /* ==== conv2d ================================================================================ */
@@ -213,6 +234,7 @@ static void test_conv(conv_case cc, int samples, bool check_peak)
     size_t nchk = samples ? (size_t)samples : ny;
     int64_t *idx = malloc(nchk * sizeof(int64_t));
     double *want = malloc(nchk * sizeof(double)), *tol = malloc(nchk * sizeof(double));
+    double *tolb = malloc(nchk * sizeof(double));
     for (size_t i = 0; i < nchk; i++) {
         idx[i] = samples ? (int64_t)(rnd() % ny) : (int64_t)i;
         if (samples && i < 2)
@@ -227,8 +249,8 @@ static void test_conv(conv_case cc, int samples, bool check_peak)
     sd_conv2d_params p = {.stride = cc.stride, .pad_top = cc.pt, .pad_left = cc.pl,
                           .pad_bottom = cc.pb, .pad_right = cc.pr};
     for (int c = 0; c < N_CFG; c++) {
-        if (check_peak && c != N_CFG - 1)
-            continue; /* the big layer runs once, on the process table with 2 threads */
+        if (check_peak && c != 3 && c != 5)
+            continue; /* the big layer runs on the process table with 2 threads only */
         poison(y, ny);
         sd_error err = {0};
         size_t live = sd_alloc_live_bytes();
@@ -246,11 +268,12 @@ static void test_conv(conv_case cc, int samples, bool check_peak)
         }
         for (size_t i = 0; i < nchk; i++)
             got[i] = y[idx[i]];
-        compare(what, cfgs[c].name, got, want, tol, nchk);
+        compare(what, cfgs[c].name, got, want, dot_tol(c, tol, tolb, nchk), nchk);
     }
     sd_tensor_free(&w);
     sd_tensor_free(&b);
-    free(x), free(wv), free(bv), free(idx), free(want), free(tol), free(y), free(got);
+    free(x), free(wv), free(bv), free(idx), free(want), free(tol), free(tolb), free(y);
+    free(got);
 }
 
 /* ==== normalisation ========================================================================= */
@@ -359,21 +382,27 @@ typedef struct att_case {
     int o_pad;          /* extra floats per output row (must stay untouched) */
 } att_case;
 
-/* reference output row (b, i, h) into want[dh] */
+/* reference output row (b, i, h) into want[dh]; *smag = the row's largest
+ * scale * sum_e |q_e k_e| */
 static void att_ref_row(const att_case *ac, const sd_attn_params *p, const float *q,
-                        const float *k, const float *v, int b, int64_t i, int h, double *want)
+                        const float *k, const float *v, int b, int64_t i, int h, double *want,
+                        double *smag)
 {
     int64_t nk = ac->causal ? SD_MIN(p->lk, i + 1) : p->lk;
     double *s = malloc((size_t)nk * sizeof(double));
     const float *qi = q + (b * p->lq + i) * p->q_rs + h * p->dh;
     double mx = -INFINITY;
+    *smag = 0;
     for (int64_t j = 0; j < nk; j++) {
         const float *kj = k + (b * p->lk + j) * p->k_rs + h * p->dh;
-        double d = 0;
-        for (int t = 0; t < p->dh; t++)
+        double d = 0, a = 0;
+        for (int t = 0; t < p->dh; t++) {
             d += (double)qi[t] * kj[t];
+            a += fabs((double)qi[t] * kj[t]);
+        }
         s[j] = d * p->scale;
         mx = SD_MAX(mx, s[j]);
+        *smag = SD_MAX(*smag, a * p->scale);
     }
     double sum = 0;
     for (int64_t j = 0; j < nk; j++)
@@ -416,14 +445,19 @@ static void test_attention(att_case ac, int sample_rows, int only_cfg, bool chec
     int64_t *ri = malloc((size_t)nrows * sizeof(int64_t));
     double *want = malloc((size_t)(nrows * width) * sizeof(double));
     double *tol = malloc((size_t)(nrows * width) * sizeof(double));
+    double *tolb = malloc((size_t)(nrows * width) * sizeof(double));
     for (int64_t r = 0; r < nrows; r++) {
         ri[r] = sample_rows ? (r == 0 ? 0 : r == 1 ? rows - 1 : (int64_t)(rnd() % rows)) : r;
-        for (int h = 0; h < ac.heads; h++)
+        for (int h = 0; h < ac.heads; h++) {
+            double smag;
             att_ref_row(&ac, &p, qb, kb, vb, (int)(ri[r] / ac.lq), ri[r] % ac.lq, h,
-                        want + r * width + h * ac.dh);
+                        want + r * width + h * ac.dh, &smag);
+            for (int t = 0; t < ac.dh; t++) {
+                tol[r * width + h * ac.dh + t] = TOL_ATT * vmax + 1e-30;
+                tolb[r * width + h * ac.dh + t] = TOL_ATT_BF16 * (1 + smag) * vmax;
+            }
+        }
     }
-    for (int64_t i = 0; i < nrows * width; i++)
-        tol[i] = TOL_ATT * vmax + 1e-30;
     size_t nout = (size_t)(rows * p.o_rs);
     float *out = malloc(nout * sizeof(float)), *got = malloc((size_t)(nrows * width) * 4);
     char what[160];
@@ -449,7 +483,8 @@ static void test_attention(att_case ac, int sample_rows, int only_cfg, bool chec
         }
         for (int64_t r = 0; r < nrows; r++)
             memcpy(got + r * width, out + ri[r] * p.o_rs, (size_t)width * sizeof(float));
-        compare(what, cfgs[c].name, got, want, tol, (size_t)(nrows * width));
+        compare(what, cfgs[c].name, got, want, cfgs[c].bf16 ? tolb : tol,
+                (size_t)(nrows * width));
         if (ac.o_pad) {
             size_t touched = 0;
             for (int64_t r = 0; r < rows; r++)
@@ -463,7 +498,7 @@ static void test_attention(att_case ac, int sample_rows, int only_cfg, bool chec
     } else {
         free(qb), free(kb), free(vb);
     }
-    free(ri), free(want), free(tol), free(out), free(got);
+    free(ri), free(want), free(tol), free(tolb), free(out), free(got);
 }
 
 /* ==== element-wise ============================================================================ */
@@ -829,17 +864,24 @@ int main(void)
     printf("t_ops: seed 0x%llx (set T_SEED to change); process kernels %s\n",
            (unsigned long long)seed, sd_kernel_variant());
     rng = seed;
-    static const char *const names[N_CFG] = {"ref 1t", "ref 2t", "simd 1t", "simd 2t"};
+    static const char *const names[N_CFG] = {"ref 1t",  "ref 2t",  "simd 1t",
+                                             "simd 2t", "bf16 1t", "bf16 2t"};
     for (int c = 0; c < N_CFG; c++) {
         sd_ctx_params cp = sd_ctx_params_default();
         cp.use_ref = c < 2;
         cp.n_threads = 1 + c % 2;
+        cp.precision = c >= 4 ? SD_PRECISION_BF16 : SD_PRECISION_FP32;
+        cfgs[c].bf16 = c >= 4;
         sd_error err = {0};
         cfgs[c].name = names[c];
         if (sd_ctx_new(&cp, &cfgs[c].ctx, &err) != SD_OK) {
             fprintf(stderr, "sd_ctx_new: %s\n", err.msg);
             return 2;
         }
+        printf("t_ops: config %s: %s\n", names[c], sd_ctx_matmul_name(cfgs[c].ctx));
+        CHECK(!cfgs[c].bf16 || !sd_kernels_get()->native_bf16 ||
+                  strstr(sd_ctx_matmul_name(cfgs[c].ctx), "bf16"),
+              "config %s does not multiply in bf16 on a CPU that can", names[c]);
     }
     size_t live0 = sd_alloc_live_bytes();
 
@@ -871,6 +913,15 @@ int main(void)
     test_conv((conv_case){2, 64, 9, 9, 40, 3, 3, 2, 0, 0, 1, 1, SD_DTYPE_F32, true}, 0, false);
     test_conv((conv_case){1, 600, 6, 5, 20, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_F32, true}, 0, false);
     test_conv((conv_case){2, 600, 6, 5, 20, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_BF16, true}, 0, false);
+    /* at least 16 channels in and out, so the bf16 contexts multiply in bf16 (fewer stay
+     * float32): padding edges of every kind, odd sizes, odd reduction lengths, kernels
+     * wider than tall */
+    test_conv((conv_case){1, 17, 9, 7, 19, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
+    test_conv((conv_case){2, 16, 5, 6, 16, 1, 3, 1, 0, 1, 0, 1, SD_DTYPE_F32, true}, 0, false);
+    test_conv((conv_case){1, 33, 11, 13, 24, 3, 3, 1, 0, 0, 0, 0, SD_DTYPE_BF16, true}, 0,
+              false);
+    test_conv((conv_case){1, 19, 6, 5, 17, 4, 2, 1, 2, 0, 1, 3, SD_DTYPE_F32, false}, 0, false);
+    test_conv((conv_case){1, 16, 40, 3, 16, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
     /* a layer whose whole im2col would be 36 MiB: bounded scratch, sampled outputs */
     test_conv((conv_case){1, 64, 128, 128, 64, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 300,
               true);

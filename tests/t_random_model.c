@@ -6,6 +6,7 @@
  * bytes for any thread count and agree with the reference half/bfloat16 conversions.  The
  * full-size 2 GB files belong to `make bench`, not here. */
 #include "harness.h"
+#include "model_util.h"
 #include "internal/half.h"
 #include "internal/json.h"
 #include "internal/model.h"
@@ -16,17 +17,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][512];
-    static int slot;
-    char *b = buf[slot++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
-    return b;
-}
 
 static double now(void)
 {
@@ -58,12 +48,10 @@ static int cmp_name(const void *a, const void *b)
 
 static void test_full_size_layouts(void)
 {
-    sd_json *root = NULL;
-    sd_error err = {0};
-    if (sd_json_parse_file(t_data("full-size-layouts.json"), 1 << 20, &root, &err) != SD_OK) {
-        CHECK(0, "full-size-layouts.json: %s", err.msg);
+    sd_json *root = t_full_size_layouts();
+    if (!root)
         return;
-    }
+    sd_error err = {0};
     static const struct {
         const char *arch;
         int64_t unet, vae, text; /* parameters per component, from the file's description */
@@ -161,34 +149,6 @@ static void test_full_size_layouts(void)
 static const sd_model_random_arch small_sd1 = {"small-sd1", 4, 16, 8, 64, 2, 1000, false};
 static const sd_model_random_arch small_inpaint = {"small-inpaint", 9, 16, 8, 64, 2, 1000, false};
 static const sd_model_random_arch small_sd2 = {"small-sd2", 4, 16, 8, 64, 3, 1000, true};
-
-static bool same_file(const char *p1, const char *p2)
-{
-    FILE *a = fopen(p1, "rb"), *b = fopen(p2, "rb");
-    bool same = a && b;
-    char x[65536], y[65536];
-    while (same) {
-        size_t n = fread(x, 1, sizeof x, a), m = fread(y, 1, sizeof y, b);
-        same = n == m && !memcmp(x, y, n);
-        if (n == 0)
-            break;
-    }
-    if (a)
-        fclose(a);
-    if (b)
-        fclose(b);
-    return same;
-}
-
-static float load_value(const sd_tensor *t, int64_t i)
-{
-    switch (t->dtype) {
-    case SD_DTYPE_F16: return sd_f16_to_f32(((const uint16_t *)t->data)[i]);
-    case SD_DTYPE_BF16: return sd_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    case SD_DTYPE_F32: return ((const float *)t->data)[i];
-    default: return NAN;
-    }
-}
 
 /* Expected parameter counts as the loader sees them: the OpenCLIP tower loses its last
  * block, text_projection and logit_scale. */
@@ -298,7 +258,7 @@ static void check_values(const char *path, const sd_model_random_arch *a)
             float bound = sd_f16_to_f32(sd_f32_to_f16(d->value));
             double sum_abs = 0;
             for (int64_t e = 0; e < k; e++) {
-                float v = load_value(t, e);
+                float v = t_tensor_value(t, e);
                 out_of_bound += !(fabsf(v) <= bound);
                 sum_abs += fabsf(v);
             }
@@ -308,7 +268,7 @@ static void check_values(const char *path, const sd_model_random_arch *a)
         } else if (d->init == SD_MODEL_RANDOM_CONST) {
             consts++;
             for (int64_t e = 0; e < k; e++)
-                not_const += load_value(t, e) != d->value;
+                not_const += t_tensor_value(t, e) != d->value;
         }
     }
     CHECK(out_of_bound == 0 && flat == 0, "%zu uniform tensors: %zu values out of bounds",
@@ -317,7 +277,7 @@ static void check_values(const char *path, const sd_model_random_arch *a)
           not_const);
     const sd_tensor *w = sd_st_tensor(f, "model.diffusion_model.out.0.weight");
     const sd_tensor *bias = sd_st_tensor(f, "model.diffusion_model.out.0.bias");
-    CHECK(w && bias && load_value(w, 0) == 1.0f && load_value(bias, 3) == 0.0f,
+    CHECK(w && bias && t_tensor_value(w, 0) == 1.0f && t_tensor_value(bias, 3) == 0.0f,
           "GroupNorm weight 1, bias 0");
 
     /* position ids 0..76 */
@@ -395,7 +355,7 @@ static void test_small_models(void)
     sd_error err = {0};
     sd_pool *pool = NULL;
     CHECK(sd_pool_new(3, &pool, &err) == SD_OK, "pool");
-    const char *p1 = tmp_path("sd1.safetensors"), *p2 = tmp_path("sd1-inline.safetensors");
+    const char *p1 = t_tmp("sd1.safetensors"), *p2 = t_tmp("sd1-inline.safetensors");
     sd_model_random_stats s;
     double t0 = now();
     sd_status st = sd_model_random_write(p1, &small_sd1, SD_DTYPE_F16, 7, pool, &s, &err);
@@ -414,14 +374,14 @@ static void test_small_models(void)
     /* the same bytes without a pool; another seed changes the data, not the header */
     CHECK(sd_model_random_write(p2, &small_sd1, SD_DTYPE_F16, 7, NULL, NULL, &err) == SD_OK,
           "inline write: %s", err.msg);
-    CHECK(same_file(p1, p2), "same bytes for 1 and 3 threads");
+    CHECK(t_same_file(p1, p2), "same bytes for 1 and 3 threads");
     CHECK(sd_model_random_write(p2, &small_sd1, SD_DTYPE_F16, 8, pool, NULL, &err) == SD_OK,
           "seed 8");
-    CHECK(!same_file(p1, p2), "another seed, other bytes");
+    CHECK(!t_same_file(p1, p2), "another seed, other bytes");
     remove(p2);
 
     /* dtypes */
-    const char *p32 = tmp_path("sd1-f32.safetensors"), *pbf = tmp_path("sd1-bf16.safetensors");
+    const char *p32 = t_tmp("sd1-f32.safetensors"), *pbf = t_tmp("sd1-bf16.safetensors");
     CHECK(sd_model_random_write(p32, &small_sd1, SD_DTYPE_F32, 7, pool, NULL, &err) == SD_OK &&
               sd_model_random_write(pbf, &small_sd1, SD_DTYPE_BF16, 7, pool, NULL, &err) ==
                   SD_OK, "f32 and bf16 writes: %s", err.msg);
@@ -433,7 +393,7 @@ static void test_small_models(void)
     remove(p1);
 
     /* inpainting */
-    const char *pi = tmp_path("inpaint.safetensors");
+    const char *pi = t_tmp("inpaint.safetensors");
     CHECK(sd_model_random_write(pi, &small_inpaint, SD_DTYPE_F16, 1, pool, NULL, &err) == SD_OK,
           "inpaint write: %s", err.msg);
     check_loads(pi, &small_inpaint, SD_FAMILY_SD1_INPAINT, SD_DTYPE_F16);
@@ -441,7 +401,7 @@ static void test_small_models(void)
 
     /* SD2: the family default of 64-wide heads cannot split a 16-wide UNet: a clear error
      * naming the fix; with a sidecar stating the head counts it loads */
-    const char *ps = tmp_path("sd2.safetensors"), *pj = tmp_path("sd2.json");
+    const char *ps = t_tmp("sd2.safetensors"), *pj = t_tmp("sd2.json");
     CHECK(sd_model_random_write(ps, &small_sd2, SD_DTYPE_F16, 1, pool, NULL, &err) == SD_OK,
           "sd2 write: %s", err.msg);
     sd_model *m = NULL;
@@ -457,7 +417,7 @@ static void test_small_models(void)
     remove(ps);
 
     /* errors */
-    CHECK(sd_model_random_write(tmp_path("no/dir/x.safetensors"), &small_sd1, SD_DTYPE_F16, 1,
+    CHECK(sd_model_random_write(t_tmp("no/dir/x.safetensors"), &small_sd1, SD_DTYPE_F16, 1,
                                 pool, NULL, &err) == SD_ERR_IO, "unwritable: %s", err.msg);
     size_t live = sd_alloc_live_bytes();
     int nomem = 0;
@@ -478,14 +438,8 @@ static void test_small_models(void)
 
 int main(void)
 {
-    const char *td = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/t_random_model.XXXXXX", td && *td ? td : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    t_tmp_fresh("t_random_model");
     test_full_size_layouts();
     test_small_models();
-    rmdir(tmpdir);
     return t_summary("t_random_model");
 }

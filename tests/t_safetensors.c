@@ -4,22 +4,12 @@
  * during parsing and writing reported as SD_ERR_NOMEM without leaks, and the streaming
  * writer (tensor order, chunked data, misuse). */
 #include "harness.h"
+#include "model_util.h"
 #include "internal/safetensors.h"
 
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][512];
-    static int slot;
-    char *b = buf[slot++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
-    return b;
-}
 
 /* A safetensors image in memory: 8-byte length, header, `data_len` bytes of 0xAB. */
 static unsigned char *mk(const char *header, size_t data_len, size_t *size)
@@ -74,10 +64,10 @@ static void test_roundtrip(void)
     all[6] = empty;
     const char *meta = "{\"format\": \"pt\", \"golden\": \"{\\\"x\\\": [1, \\\"\\u00e9\\\"]}\"}";
     sd_error err = {0};
-    const char *path = tmp_path("rt.safetensors");
+    const char *path = t_tmp("rt.safetensors");
     sd_status st = sd_st_write(path, names, all, 7, meta, &err);
     CHECK(st == SD_OK, "write: %s", err.msg);
-    CHECK(access(tmp_path("rt.safetensors.tmp"), F_OK) != 0, "temporary file renamed");
+    CHECK(access(t_tmp("rt.safetensors.tmp"), F_OK) != 0, "temporary file renamed");
 
     /* raw layout: header length a multiple of 8, padded with spaces */
     FILE *fp = fopen(path, "rb");
@@ -142,7 +132,7 @@ static void test_roundtrip(void)
     sd_st_close(f);
 
     /* a second write of the same tensors gives the same bytes (deterministic) */
-    const char *path2 = tmp_path("rt2.safetensors");
+    const char *path2 = t_tmp("rt2.safetensors");
     CHECK(sd_st_write(path2, names, all, 7, meta, &err) == SD_OK, "write 2");
     FILE *a = fopen(path, "rb"), *b = fopen(path2, "rb");
     int same = a && b;
@@ -174,7 +164,7 @@ static void test_roundtrip(void)
     sd_tensor bad = t[0];
     bad.ndim = 5;
     CHECK(sd_st_write(path2, one, &bad, 1, NULL, &err) == SD_ERR_INVALID_ARG, "bad ndim");
-    CHECK(sd_st_write(tmp_path("no/such/dir.safetensors"), one, two, 1, NULL, &err) ==
+    CHECK(sd_st_write(t_tmp("no/such/dir.safetensors"), one, two, 1, NULL, &err) ==
               SD_ERR_IO, "unwritable path: %s", err.msg);
     CHECK(access(path2, F_OK) != 0, "nothing written on errors");
     remove(path);
@@ -348,13 +338,25 @@ static void test_malformed(void)
         CHECK(sd_st_tensor(f, "z1") && sd_st_tensor(f, "z2"), "zero-size tensors share offsets");
     }
     sd_st_close(f);
+    /* ... and their bytes are there as stored */
+    size_t rsize;
+    unsigned char *rb = mk("{\"r\":{\"dtype\":\"F64\",\"shape\":[1,1,1,1,2],"
+                           "\"data_offsets\":[8,24]}}", 24, &rsize);
+    for (int i = 0; i < 24; i++)
+        rb[rsize - 24 + i] = (unsigned char)(i * 7);
+    f = NULL;
+    CHECK(sd_st_parse(rb, rsize, "raw", &f, &err) == SD_OK && !f->entries[0].usable &&
+              f->entries[0].nbytes == 16 && f->entries[0].raw == rb + rsize - 16,
+          "raw bytes of an unusable entry: %s", err.msg);
+    sd_st_close(f);
+    free(rb);
 
     /* files on disk */
-    CHECK(sd_st_open(tmp_path("missing.safetensors"), &f, &err) == SD_ERR_IO && !f,
+    CHECK(sd_st_open(t_tmp("missing.safetensors"), &f, &err) == SD_ERR_IO && !f,
           "missing file: %s", err.msg);
-    CHECK(sd_st_open(tmpdir, &f, &err) == SD_ERR_IO && strstr(err.msg, "regular"),
+    CHECK(sd_st_open(t_tmp_dir, &f, &err) == SD_ERR_IO && strstr(err.msg, "regular"),
           "directory: %s", err.msg);
-    const char *ep = tmp_path("empty.safetensors");
+    const char *ep = t_tmp("empty.safetensors");
     fp = fopen(ep, "wb");
     if (fp)
         fclose(fp);
@@ -397,7 +399,7 @@ static void test_nomem(void)
     float v[3] = {1, 2, 3};
     sd_tensor t = {SD_DTYPE_F32, 1, {3}, {1}, v, false};
     const char *names[1] = {"v"};
-    const char *path = tmp_path("nomem.safetensors");
+    const char *path = t_tmp("nomem.safetensors");
     nomem = 0;
     for (long n = 1;; n++) {
         sd_alloc_fail_after(n, false);
@@ -413,20 +415,6 @@ static void test_nomem(void)
     remove(path);
 }
 
-static bool same_file(const char *p1, const char *p2)
-{
-    FILE *a = fopen(p1, "rb"), *b = fopen(p2, "rb");
-    bool same = a && b;
-    for (int ca = 0; same && (ca = fgetc(a)) != EOF;)
-        same = fgetc(b) == ca;
-    same = same && fgetc(b) == EOF;
-    if (a)
-        fclose(a);
-    if (b)
-        fclose(b);
-    return same;
-}
-
 /* The streaming writer: tensor order, chunked bytes, equality with sd_st_write, misuse. */
 static void test_streaming(void)
 {
@@ -440,7 +428,7 @@ static void test_streaming(void)
         {SD_DTYPE_U8, 2, {0, 3}, {3, 1}, NULL, false},
         {SD_DTYPE_I64, 0, {0}, {0}, &sc, false},
     };
-    const char *ref = tmp_path("stream-ref.safetensors"), *path = tmp_path("stream.safetensors");
+    const char *ref = t_tmp("stream-ref.safetensors"), *path = t_tmp("stream.safetensors");
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     sd_error err = {0};
@@ -476,7 +464,7 @@ static void test_streaming(void)
           err.msg);
     CHECK(sd_st_writer_put(w, &t[3], &err) == SD_ERR_INVALID_ARG, "put past the end");
     CHECK(sd_st_writer_finish(w, &err) == SD_OK, "finish: %s", err.msg);
-    CHECK(same_file(ref, path), "streamed file equals sd_st_write's");
+    CHECK(t_same_file(ref, path), "streamed file equals sd_st_write's");
     CHECK(access(tmp, F_OK) != 0, "no .tmp left");
     remove(path);
 
@@ -488,7 +476,7 @@ static void test_streaming(void)
     CHECK(sd_st_writer_begin(path, names, decl, 4, "{\"k\":\"v\"}", &w, &err) == SD_OK,
           "begin 2");
     CHECK(sd_st_writer_bytes(w, all, sizeof all, &err) == SD_OK, "one chunk: %s", err.msg);
-    CHECK(sd_st_writer_finish(w, &err) == SD_OK && same_file(ref, path), "one chunk file");
+    CHECK(sd_st_writer_finish(w, &err) == SD_OK && t_same_file(ref, path), "one chunk file");
     remove(path);
 
     /* finishing early or aborting leaves no file */
@@ -506,7 +494,7 @@ static void test_streaming(void)
     const char *dup[2] = {"x", "x"};
     CHECK(sd_st_writer_begin(path, dup, decl, 2, NULL, &w, &err) == SD_ERR_INVALID_ARG &&
               w == NULL, "duplicate: %s", err.msg);
-    CHECK(sd_st_writer_begin(tmp_path("no/dir.safetensors"), names, decl, 4, NULL, &w, &err) ==
+    CHECK(sd_st_writer_begin(t_tmp("no/dir.safetensors"), names, decl, 4, NULL, &w, &err) ==
               SD_ERR_IO && w == NULL, "unwritable: %s", err.msg);
     CHECK(access(tmp, F_OK) != 0, "nothing created on errors");
 
@@ -530,17 +518,11 @@ static void test_streaming(void)
 
 int main(void)
 {
-    const char *td = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/t_safetensors.XXXXXX", td && *td ? td : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    t_tmp_fresh("t_safetensors");
     test_roundtrip();
     test_golden();
     test_malformed();
     test_nomem();
     test_streaming();
-    rmdir(tmpdir);
     return t_summary("t_safetensors");
 }

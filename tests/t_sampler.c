@@ -11,6 +11,7 @@
  *   - the whole chain from the start latents with only the recorded noise_preds fed in: the
  *     final latents to the golden README's pipeline tolerance (1e-4 * max|ref|). */
 #include "harness.h"
+#include "case_util.h"
 #include "internal/safetensors.h"
 #include "internal/schedule.h"
 #include "pyjson.h"
@@ -62,13 +63,11 @@ static const pcase cases[] = {
 static const sd_st_file *cur;
 static const char *cur_name;
 
-/* A float32 golden tensor with n elements, or NULL (counted as a failure). */
+/* A float32 golden tensor of the current case with n elements, or NULL (counted as a
+ * failure). */
 static const float *get(const char *name, size_t n)
 {
-    const sd_tensor *t = sd_st_tensor(cur, name);
-    bool ok = t && t->dtype == SD_DTYPE_F32 && (size_t)sd_tensor_numel(t) == n;
-    CHECK(ok, "%s: tensor %s missing or not F32[%zu]", cur_name, name, n);
-    return ok ? t->data : NULL;
+    return t_case_view(cur, cur_name, name, n);
 }
 
 static bool same_bits(const float *a, const float *b, size_t n)

@@ -3,53 +3,18 @@
  * taesd.py file pair and from an AutoencoderTiny-named single file written here; an
  * encoder-only model; argument errors and allocation failures. */
 #include "harness.h"
+#include "case_util.h"
+#include "model_util.h"
 #include "internal/model.h"
 #include "internal/ops.h"
 #include "internal/safetensors.h"
 #include "internal/taesd.h"
 
-#include <libgen.h>
-#include <sys/stat.h>
-
 /* Golden tolerance for one network call (golden README). */
 #define GOLD_RTOL 1e-4
 #define GOLD_ATOL 1e-5
 
-static char tmpdir[1024];
 static sd_ctx *ctx;
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][1100];
-    static int slot;
-    char *b = buf[slot++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-static float *get(const sd_st_file *f, const char *name)
-{
-    const sd_tensor *t = sd_st_tensor(f, name);
-    if (!t) {
-        fprintf(stderr, "case tensor %s missing\n", name);
-        exit(1);
-    }
-    int64_t n = sd_tensor_numel(t);
-    float *p = malloc((size_t)n * sizeof(float));
-    if (!p || sd_tensor_to_f32(ctx, t, p, n, NULL) != SD_OK)
-        exit(1);
-    return p;
-}
-
-static sd_model *load(const char *path)
-{
-    sd_error err = {0};
-    sd_model *m = NULL;
-    if (sd_model_load(ctx, path, &m, &err) != SD_OK)
-        fprintf(stderr, "loading %s: %s\n", path, err.msg);
-    CHECK(m != NULL, "load %s", path);
-    return m;
-}
 
 static void golden(const char *what, const sd_model *m, const sd_st_file *c)
 {
@@ -60,7 +25,8 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
     CHECK(info.has_encoder && info.has_decoder && info.latent_channels == 4 && info.factor == 8,
           "%s info: enc %d dec %d z %d f %d", what, info.has_encoder, info.has_decoder,
           info.latent_channels, info.factor);
-    float *img = get(c, "image"), *ref = get(c, "latents"), lat[4 * 16 * 16];
+    float *img = t_case_f32(c, "image", NULL), *ref = t_case_f32(c, "latents", NULL);
+    float lat[4 * 16 * 16];
     CHECK(sd_taesd_encode(ctx, m, img, 128, 128, lat, &err) == SD_OK, "%s", err.msg);
     snprintf(label, sizeof label, "%s latents", what);
     t_close(label, lat, ref, 1024, GOLD_ATOL, GOLD_RTOL);
@@ -69,60 +35,13 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
                                                                   "decoded_rand"}};
     float *out = malloc(3 * 128 * 128 * sizeof(float));
     for (int k = 0; k < 2; k++) {
-        float *z = get(c, io[k][0]), *want = get(c, io[k][1]);
+        float *z = t_case_f32(c, io[k][0], NULL), *want = t_case_f32(c, io[k][1], NULL);
         CHECK(sd_taesd_decode(ctx, m, z, 16, 16, out, &err) == SD_OK, "%s", err.msg);
         snprintf(label, sizeof label, "%s %s", what, io[k][1]);
         t_close(label, out, want, 3 * 128 * 128, GOLD_ATOL, GOLD_RTOL);
         free(z), free(want);
     }
     free(out);
-}
-
-/* The taesd.py pair as one diffusers AutoencoderTiny file: encoder.layers.N (same index),
- * decoder.layers.N-1 (the original decoder's index 0 is the weightless clamp). */
-static bool write_diffusers_copy(const char *path)
-{
-    sd_st_file *fe = NULL, *fd = NULL;
-    sd_error err = {0};
-    if (sd_st_open(t_data("taesd/taesd_encoder.safetensors"), &fe, &err) != SD_OK ||
-        sd_st_open(t_data("taesd/taesd_decoder.safetensors"), &fd, &err) != SD_OK) {
-        sd_st_close(fe);
-        return false;
-    }
-    size_t n = fe->n + fd->n;
-    char **names = calloc(n, sizeof *names);
-    sd_tensor *ts = calloc(n, sizeof *ts);
-    for (size_t i = 0; i < n; i++) {
-        bool enc = i < fe->n;
-        const sd_st_entry *e = enc ? &fe->entries[i] : &fd->entries[i - fe->n];
-        char *dot;
-        long idx = strtol(e->name, &dot, 10);
-        names[i] = malloc(256);
-        snprintf(names[i], 256, "%s.layers.%ld%s", enc ? "encoder" : "decoder",
-                 enc ? idx : idx - 1, dot);
-        ts[i] = e->t;
-    }
-    bool ok = sd_st_write(path, (const char *const *)names, ts, n, NULL, &err) == SD_OK;
-    if (!ok)
-        fprintf(stderr, "%s\n", err.msg);
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names), free(ts);
-    sd_st_close(fe), sd_st_close(fd);
-    return ok;
-}
-
-static void copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    char buf[1 << 16];
-    size_t n;
-    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0)
-        fwrite(buf, 1, n, b);
-    if (a)
-        fclose(a);
-    if (b)
-        fclose(b);
 }
 
 static void test_errors(const sd_model *m)
@@ -134,7 +53,7 @@ static void test_errors(const sd_model *m)
           "odd size: %s", err.msg);
     CHECK(sd_taesd_decode(ctx, m, z, 8, 0, img, &err) == SD_ERR_INVALID_ARG, "empty latent");
     CHECK(sd_taesd_decode(ctx, m, NULL, 8, 8, img, &err) == SD_ERR_INVALID_ARG, "NULL");
-    sd_model *v = load(t_data("tiny-sd15/model-f16.safetensors"));
+    sd_model *v = t_load_model(ctx, t_data("tiny-sd15/model-f16.safetensors"));
     if (v) {
         sd_taesd_info info;
         CHECK(sd_taesd_get_info(v, &info, &err) == SD_ERR_FORMAT && strstr(err.msg, "TAESD"),
@@ -143,8 +62,8 @@ static void test_errors(const sd_model *m)
     }
     sd_model_free(v);
     /* an encoder on its own (no sibling decoder file next to it) */
-    copy_file(t_data("taesd/taesd_encoder.safetensors"), tmp("taesd_encoder.safetensors"));
-    sd_model *e = load(tmp("taesd_encoder.safetensors"));
+    t_copy_file(t_data("taesd/taesd_encoder.safetensors"), t_tmp("taesd_encoder.safetensors"));
+    sd_model *e = t_load_model(ctx, t_tmp("taesd_encoder.safetensors"));
     if (e) {
         sd_taesd_info info;
         CHECK(sd_taesd_get_info(e, &info, &err) == SD_OK && info.has_encoder &&
@@ -156,7 +75,7 @@ static void test_errors(const sd_model *m)
               "decode without decoder: %s", err.msg);
     }
     sd_model_free(e);
-    remove(tmp("taesd_encoder.safetensors"));
+    remove(t_tmp("taesd_encoder.safetensors"));
 }
 
 static void test_nomem(const sd_model *m)
@@ -181,34 +100,26 @@ static void test_nomem(const sd_model *m)
     free(img);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    char self[1024];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(tmpdir, sizeof tmpdir, "%s/taesd-tmp", dirname(self));
-    mkdir(tmpdir, 0755);
-    sd_error err = {0};
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = 2;
-    if (sd_ctx_new(&cp, &ctx, &err) != SD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
+    t_tmp_fresh("t_taesd");
+    if (!(ctx = t_ctx_new(false)))
         return 1;
-    }
+    sd_error err = {0};
     sd_st_file *c = NULL;
     CHECK(sd_st_open(t_data("taesd/taesd_cases.safetensors"), &c, &err) == SD_OK, "%s",
           err.msg);
     if (c) {
-        sd_model *m = load(t_data("taesd/taesd_decoder.safetensors"));
+        sd_model *m = t_load_model(ctx, t_data("taesd/taesd_decoder.safetensors"));
         if (m) {
             golden("taesd.py pair", m, c);
             test_errors(m);
             test_nomem(m);
         }
         sd_model_free(m);
-        const char *d = tmp("taesd_autoencodertiny.safetensors");
-        CHECK(write_diffusers_copy(d), "writing the AutoencoderTiny copy");
-        m = load(d);
+        const char *d = t_tmp("taesd_autoencodertiny.safetensors");
+        CHECK(t_write_taesd_autoencodertiny(d), "writing the AutoencoderTiny copy");
+        m = t_load_model(ctx, d);
         if (m)
             golden("AutoencoderTiny names", m, c);
         sd_model_free(m);

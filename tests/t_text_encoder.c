@@ -14,14 +14,12 @@ static sd_ctx *ctx, *ref_ctx;
 static void check_case(const char *model_path, const char *case_path, sd_ctx *c, bool skip_too)
 {
     sd_error err = {0};
-    sd_model *m = NULL;
     sd_st_file *cf = NULL;
     float *got = NULL;
     int32_t ids[2 * 77];
-    if (sd_model_load(c, model_path, &m, &err) != SD_OK) {
-        CHECK(0, "load %s: %s", model_path, err.msg);
+    sd_model *m = t_load_model(c, model_path);
+    if (!m)
         return;
-    }
     CHECK(sd_st_open(case_path, &cf, &err) == SD_OK, "%s", err.msg);
     const sd_tensor *tid = sd_st_tensor(cf, "input_ids");
     const sd_tensor *last = sd_st_tensor(cf, "last_hidden_state");
@@ -55,11 +53,9 @@ out:
 static void check_weights(const char *model_path)
 {
     sd_error err = {0};
-    sd_model *m = NULL;
-    if (sd_model_load(ctx, model_path, &m, &err) != SD_OK) {
-        CHECK(0, "%s", err.msg);
+    sd_model *m = t_load_model(ctx, model_path);
+    if (!m)
         return;
-    }
     const int D = sd_text_hidden_size(m);
     int32_t ids[77];
     float w[77];
@@ -163,12 +159,9 @@ out:
 
 int main(void)
 {
-    sd_error err = {0};
-    sd_ctx_params p = sd_ctx_params_default();
-    p.n_threads = 2;
-    CHECK(sd_ctx_new(&p, &ctx, &err) == SD_OK, "%s", err.msg);
-    p.use_ref = true;
-    CHECK(sd_ctx_new(&p, &ref_ctx, &err) == SD_OK, "%s", err.msg);
+    t_tmp_fresh("t_text_encoder");
+    CHECK((ctx = t_ctx_new(false)) != NULL, "context");
+    CHECK((ref_ctx = t_ctx_new(true)) != NULL, "reference context");
 
     const char *sd15_case = t_data("tiny-sd15/text_encoder.safetensors");
     const char *sd2_case = t_data("tiny-sd2v/text_encoder.safetensors");
@@ -178,14 +171,16 @@ int main(void)
     check_case(t_data("tiny-sd2v/model-f16.safetensors"), sd2_case, ctx, true);
     check_case(t_data("tiny-sd2v/diffusers"), sd2_case, ctx, true);
 
-    const char *f32 = t_tmp("t_text_encoder-sd15-f32.safetensors");
+    const char *f32 = t_tmp("sd15-f32.safetensors");
     CHECK(t_write_model_copy(t_data("tiny-sd15/model-f16.safetensors"), f32, SD_DTYPE_F32),
           "write f32 copy");
     check_case(f32, sd15_case, ctx, true);
-    const char *sd2f32 = t_tmp("t_text_encoder-sd2v-f32.safetensors");
+    const char *sd2f32 = t_tmp("sd2v-f32.safetensors");
     CHECK(t_write_model_copy(t_data("tiny-sd2v/model-f16.safetensors"), sd2f32, SD_DTYPE_F32),
           "write f32 copy");
     check_case(sd2f32, sd2_case, ctx, true);
+    t_remove_model(f32);
+    t_remove_model(sd2f32);
 
     check_weights(t_data("tiny-sd15/model-f16.safetensors"));
     check_prompt_path();

@@ -7,6 +7,8 @@
  * peak memory of a 64x64 forward, and the description built from full-size SD 1.5,
  * SD 1.5 inpainting and SD 2.1 layouts. */
 #include "harness.h"
+#include "case_util.h"
+#include "model_util.h"
 #include "internal/json.h"
 #include "internal/model.h"
 #include "internal/ops.h"
@@ -14,8 +16,6 @@
 #include "internal/unet.h"
 #include "internal/unet_net.h"
 
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -23,17 +23,6 @@
 #define RTOL 1e-4
 #define ATOL 1e-5
 
-static char outdir[512];   /* where the test writes its model files (the build dir) */
-static sd_ctx *cvt_ctx;    /* for dtype conversions */
-
-static const char *out_path(const char *name)
-{
-    static char buf[4][768];
-    static int slot;
-    char *b = buf[slot++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", outdir, name);
-    return b;
-}
 
 /* ==== golden case ======================================================================= */
 
@@ -41,43 +30,6 @@ typedef struct gcase {
     float *sample, *timesteps, *context, *out;
     int B, C, H, W, T, L, D, OC;
 } gcase;
-
-static float *to_f32(const sd_tensor *t)
-{
-    int64_t n = sd_tensor_numel(t);
-    float *p = malloc((size_t)n * sizeof *p);
-    sd_error err = {0};
-    if (p && sd_tensor_to_f32(cvt_ctx, t, p, n, &err) != SD_OK) {
-        fprintf(stderr, "to_f32: %s\n", err.msg);
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-/* `out` [T, B, OC, H, W] has more dims than sd_tensor holds: read its byte range. */
-static float *read_out(const char *path, const sd_st_file *f, size_t n)
-{
-    const sd_st_entry *e = sd_st_find(f, "out");
-    if (!e || strcmp(e->dtype_name, "F32") || e->nbytes != n * sizeof(float))
-        return NULL;
-    FILE *fp = fopen(path, "rb");
-    unsigned char len[8];
-    float *p = malloc(n * sizeof *p);
-    bool ok = fp && p && fread(len, 1, 8, fp) == 8;
-    uint64_t hdr = 0;
-    for (int i = 7; i >= 0; i--)
-        hdr = hdr << 8 | len[i];
-    ok = ok && fseeko(fp, (off_t)(8 + hdr + e->offset), SEEK_SET) == 0 &&
-         fread(p, sizeof *p, n, fp) == n;
-    if (fp)
-        fclose(fp);
-    if (!ok) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
 
 static bool load_case(const char *model, gcase *g)
 {
@@ -99,11 +51,12 @@ static bool load_case(const char *model, gcase *g)
         g->H = (int)s->shape[2], g->W = (int)s->shape[3];
         g->T = (int)t->shape[0], g->L = (int)c->shape[1], g->D = (int)c->shape[2];
         g->OC = 4;
-        g->sample = to_f32(s);
-        g->timesteps = to_f32(t);
-        g->context = to_f32(c);
-        g->out = read_out(path, f, (size_t)g->T * g->B * g->OC * g->H * g->W);
-        ok = g->sample && g->timesteps && g->context && g->out;
+        g->sample = t_case_f32(f, "sample", NULL);
+        g->timesteps = t_case_f32(f, "timesteps", NULL);
+        g->context = t_case_f32(f, "encoder_hidden_states", NULL);
+        size_t n_out;
+        g->out = t_case_f32(f, "out", &n_out);   /* [T, B, OC, H, W] */
+        ok = n_out == (size_t)g->T * g->B * g->OC * g->H * g->W;
     }
     CHECK(ok, "case %s readable", path);
     sd_st_close(f);
@@ -120,18 +73,6 @@ static void free_case(gcase *g)
 
 /* ==== helpers =========================================================================== */
 
-static sd_ctx *new_ctx(bool use_ref)
-{
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = 2;
-    cp.use_ref = use_ref;
-    sd_ctx *ctx = NULL;
-    sd_error err = {0};
-    if (sd_ctx_new(&cp, &ctx, &err) != SD_OK)
-        fprintf(stderr, "ctx: %s\n", err.msg);
-    return ctx;
-}
-
 static sd_unet *open_unet(sd_ctx *ctx, const char *path, sd_model **m)
 {
     sd_error err = {0};
@@ -144,6 +85,18 @@ static sd_unet *open_unet(sd_ctx *ctx, const char *path, sd_model **m)
         return NULL;
     }
     return u;
+}
+
+/* The tiny-sd15 case and the UNet of its f16 file; false (nothing left to free) when either
+ * fails. */
+static bool open_sd15(sd_ctx *ctx, gcase *g, sd_model **m, sd_unet **u)
+{
+    *u = NULL;
+    if (load_case("tiny-sd15", g) &&
+        (*u = open_unet(ctx, t_data("tiny-sd15/model-f16.safetensors"), m)))
+        return true;
+    free_case(g);
+    return false;
 }
 
 static sd_status forward(sd_ctx *ctx, const sd_unet *u, const gcase *g, int ti, float *out,
@@ -180,77 +133,6 @@ static void check_golden(sd_ctx *ctx, const char *label, const char *path, const
     free(out);
     sd_unet_free(u);
     sd_model_free(m);
-}
-
-/* Copy of a text file. */
-static bool copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
-    char buf[4096];
-    size_t n;
-    bool ok = a && b;
-    while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0)
-        ok = fwrite(buf, 1, n, b) == n;
-    if (a)
-        fclose(a);
-    if (b && fclose(b))
-        ok = false;
-    return ok;
-}
-
-/* Write a variant of the single file `src`: every F16 tensor as F32 (to_f32), one tensor
- * dropped (drop), or one tensor's last dimension halved (halve).  The sidecar .json is
- * copied next to it. */
-static bool write_variant(const char *src, const char *dst, bool to_f32_all, const char *drop,
-                          const char *halve)
-{
-    sd_st_file *f = NULL;
-    sd_error err = {0};
-    if (sd_st_open(src, &f, &err) != SD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return false;
-    }
-    const char **names = calloc(f->n, sizeof *names);
-    sd_tensor *ts = calloc(f->n, sizeof *ts);
-    size_t n = 0;
-    bool ok = names && ts;
-    for (size_t i = 0; ok && i < f->n; i++) {
-        const sd_st_entry *e = &f->entries[i];
-        if (!e->usable || (drop && !strcmp(e->name, drop)))
-            continue;
-        sd_tensor t = e->t;
-        if (halve && !strcmp(e->name, halve))
-            t.shape[t.ndim - 1] /= 2;   /* a strided view: the writer gathers it */
-        if (to_f32_all && t.dtype == SD_DTYPE_F16) {
-            sd_tensor c;
-            ok = sd_tensor_new(SD_DTYPE_F32, t.ndim, t.shape, &c, &err) == SD_OK &&
-                 sd_tensor_to_f32(cvt_ctx, &t, c.data, sd_tensor_numel(&t), &err) == SD_OK;
-            t = c;
-        }
-        names[n] = e->name;
-        ts[n++] = t;
-    }
-    ok = ok && sd_st_write(dst, names, ts, n, f->metadata_json, &err) == SD_OK;
-    if (!ok)
-        fprintf(stderr, "write %s: %s\n", dst, err.msg);
-    for (size_t i = 0; ts && i < n; i++)
-        sd_tensor_free(&ts[i]);
-    free(names);
-    free(ts);
-    sd_st_close(f);
-    /* sidecar: <src without .safetensors>.json -> <dst without .safetensors>.json */
-    char sj[768], dj[768];
-    snprintf(sj, sizeof sj, "%.*s.json", (int)(strlen(src) - 12), src);
-    snprintf(dj, sizeof dj, "%.*s.json", (int)(strlen(dst) - 12), dst);
-    return ok && copy_file(sj, dj);
-}
-
-static void remove_variant(const char *path)
-{
-    char j[768];
-    snprintf(j, sizeof j, "%.*s.json", (int)(strlen(path) - 12), path);
-    unlink(path);
-    unlink(j);
 }
 
 /* ==== tests ============================================================================= */
@@ -303,13 +185,13 @@ static void test_golden(sd_ctx *ctx, sd_ctx *ref_ctx)
         snprintf(label, sizeof label, "%s diffusers", models[i].name);
         check_golden(ctx, label, t_data(rel), &g, g.T);
         if (i == 0) {
-            const char *f32 = out_path("t_unet-tiny-sd15-f32.safetensors");
-            bool w = write_variant(t_data("tiny-sd15/model-f16.safetensors"), f32, true, NULL,
-                                   NULL);
+            const char *f32 = t_tmp("tiny-sd15-f32.safetensors");
+            t_variant to32 = {.convert = true, .dtype = SD_DTYPE_F32};
+            bool w = t_write_model_variant(t_data("tiny-sd15/model-f16.safetensors"), f32, &to32);
             CHECK(w, "f32 copy written");
             if (w)
                 check_golden(ctx, "tiny-sd15 f32 file", f32, &g, g.T);
-            remove_variant(f32);
+            t_remove_model(f32);
             check_golden(ref_ctx, "tiny-sd15 f16 file, reference kernels",
                          t_data("tiny-sd15/model-f16.safetensors"), &g, g.T);
         }
@@ -328,12 +210,9 @@ static void test_properties(sd_ctx *ctx)
 {
     gcase g;
     sd_model *m;
-    sd_unet *u = NULL;
-    if (!load_case("tiny-sd15", &g) ||
-        !(u = open_unet(ctx, t_data("tiny-sd15/model-f16.safetensors"), &m))) {
-        free_case(&g);
+    sd_unet *u;
+    if (!open_sd15(ctx, &g, &m, &u))
         return;
-    }
     size_t per = (size_t)g.OC * g.H * g.W, in_per = (size_t)g.C * g.H * g.W;
     float *full = malloc(2 * per * sizeof *full), *one = malloc(per * sizeof *one);
     float t[2] = {g.timesteps[2], g.timesteps[2]};
@@ -411,12 +290,9 @@ static void test_cancel_and_args(sd_ctx *ctx)
 {
     gcase g;
     sd_model *m;
-    sd_unet *u = NULL;
-    if (!load_case("tiny-sd15", &g) ||
-        !(u = open_unet(ctx, t_data("tiny-sd15/model-f16.safetensors"), &m))) {
-        free_case(&g);
+    sd_unet *u;
+    if (!open_sd15(ctx, &g, &m, &u))
         return;
-    }
     size_t per = (size_t)g.B * g.OC * g.H * g.W;
     float *out = malloc(per * sizeof *out);
     float t[2] = {500, 500};
@@ -491,10 +367,10 @@ static void test_bad_tensors(sd_ctx *ctx)
 {
     static const char *const victim =
         "model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_v.weight";
-    const char *path = out_path("t_unet-bad.safetensors");
+    const char *path = t_tmp("bad.safetensors");
     for (int mode = 0; mode < 2; mode++) {
-        bool w = write_variant(t_data("tiny-sd15/model-f16.safetensors"), path, false,
-                               mode == 0 ? victim : NULL, mode == 1 ? victim : NULL);
+        t_variant v = {.drop = mode == 0 ? victim : NULL, .halve = mode == 1 ? victim : NULL};
+        bool w = t_write_model_variant(t_data("tiny-sd15/model-f16.safetensors"), path, &v);
         CHECK(w, "variant written");
         if (!w)
             continue;
@@ -511,7 +387,7 @@ static void test_bad_tensors(sd_ctx *ctx)
         sd_unet_free(u);
         sd_model_free(m);
     }
-    remove_variant(path);
+    t_remove_model(path);
 
     /* a model without a UNet */
     sd_error err = {0};
@@ -531,12 +407,9 @@ static void test_peak_memory(sd_ctx *ctx)
 {
     gcase g;
     sd_model *m;
-    sd_unet *u = NULL;
-    if (!load_case("tiny-sd15", &g) ||
-        !(u = open_unet(ctx, t_data("tiny-sd15/model-f16.safetensors"), &m))) {
-        free_case(&g);
+    sd_unet *u;
+    if (!open_sd15(ctx, &g, &m, &u))
         return;
-    }
     const int H = 64, W = 64, B = 2;
     float *x = malloc((size_t)B * 4 * H * W * sizeof *x);
     float *y = malloc((size_t)B * 4 * H * W * sizeof *y);
@@ -546,9 +419,13 @@ static void test_peak_memory(sd_ctx *ctx)
     sd_unet_args a = {.batch = B, .height = H, .width = W, .x = x, .timesteps = t,
                       .context = g.context, .ctx_len = g.L};
     sd_error err = {0};
+    /* the first forward also packs the weights, which then stay with the model (they are
+     * not activations): measure a second one */
+    sd_status st = sd_unet_forward(ctx, u, &a, y, &err);
     size_t base = sd_alloc_live_bytes();
     sd_alloc_peak_reset();
-    sd_status st = sd_unet_forward(ctx, u, &a, y, &err);
+    if (st == SD_OK)
+        st = sd_unet_forward(ctx, u, &a, y, &err);
     size_t peak = sd_alloc_peak_bytes() - base;
     CHECK(st == SD_OK, "64x64 forward: %s", err.msg);
     size_t score = (size_t)4096 * 4096 * sizeof(float);
@@ -569,56 +446,12 @@ static void test_peak_memory(sd_ctx *ctx)
     sd_model_free(m);
 }
 
-/* A file with the header of a full-size checkpoint (full-size-layouts.json: name ->
- * [dtype, shape]) whose data section is a hole: building the UNet reads no tensor data, so
- * this checks the description at real scale without 2 GB of weights. */
-static bool write_header_only(const sd_json *layout, const char *path)
-{
-    char *hdr = NULL;
-    size_t len = 0;
-    FILE *ms = open_memstream(&hdr, &len);
-    if (!ms)
-        return false;
-    uint64_t off = 0;
-    fputc('{', ms);
-    for (size_t i = 0; i < layout->n; i++) {
-        const char *dtype = sd_json_str(sd_json_at(&layout->items[i], 0), "F16");
-        const sd_json *shape = sd_json_at(&layout->items[i], 1);
-        uint64_t size = strcmp(dtype, "F32") ? 2 : 4;
-        fprintf(ms, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i ? "," : "",
-                layout->keys[i].str, dtype);
-        for (size_t d = 0; shape && d < shape->n; d++) {
-            size *= (uint64_t)shape->items[d].integer;
-            fprintf(ms, "%s%lld", d ? "," : "", (long long)shape->items[d].integer);
-        }
-        fprintf(ms, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-                (unsigned long long)(off + size));
-        off += size;
-    }
-    fputc('}', ms);
-    while (ftell(ms) % 8)
-        fputc(' ', ms);
-    fclose(ms);
-    unsigned char n8[8];
-    for (int i = 0; i < 8; i++)
-        n8[i] = (unsigned char)((uint64_t)len >> (8 * i));
-    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
-    bool ok = fd >= 0 && write(fd, n8, 8) == 8 && write(fd, hdr, len) == (ssize_t)len &&
-              ftruncate(fd, (off_t)(8 + len + off)) == 0;
-    if (fd >= 0)
-        close(fd);
-    free(hdr);
-    return ok;
-}
-
 static void test_full_size(sd_ctx *ctx)
 {
-    sd_json *root = NULL;
-    sd_error err = {0};
-    if (sd_json_parse_file(t_data("full-size-layouts.json"), 1 << 20, &root, &err) != SD_OK) {
-        CHECK(0, "%s", err.msg);
+    sd_json *root = t_full_size_layouts();
+    if (!root)
         return;
-    }
+    sd_error err = {0};
     static const struct {
         const char *key;
         int in_channels, context_dim;
@@ -629,9 +462,9 @@ static void test_full_size(sd_ctx *ctx)
         {"sd15-inpaint", 9, 768, false, {40, 80, 160, 160}},
         {"sd21", 4, 1024, true, {64, 64, 64, 64}},
     };
-    const char *path = out_path("t_unet-full.safetensors");
+    const char *path = t_tmp("full.safetensors");
     for (size_t i = 0; i < SD_ARRAY_LEN(cases); i++) {
-        if (!write_header_only(sd_json_get(root, cases[i].key), path)) {
+        if (!t_write_header_only(sd_json_get(root, cases[i].key), path)) {
             CHECK(0, "write %s", cases[i].key);
             continue;
         }
@@ -671,15 +504,11 @@ static void test_full_size(sd_ctx *ctx)
     sd_json_free(root);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    char self[512];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(outdir, sizeof outdir, "%s", dirname(self));
-    sd_ctx *ctx = new_ctx(false), *ref_ctx = new_ctx(true);
+    t_tmp_fresh("t_unet");
+    sd_ctx *ctx = t_ctx_new(false), *ref_ctx = t_ctx_new(true);
     CHECK(ctx && ref_ctx, "contexts");
-    cvt_ctx = ctx;
     if (ctx && ref_ctx) {
         test_description(ctx);
         test_golden(ctx, ref_ctx);

@@ -6,15 +6,14 @@
  * allocation failures; the CLI's PNG reader/writer and the `sd vae*` commands. */
 #define SD_TESTING
 #include "harness.h"
-#include "internal/half.h"
+#include "case_util.h"
+#include "model_util.h"
 #include "internal/safetensors.h"
 
 #include "cli/image_png.c"
 #include "vae.c"
 
-#include <libgen.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* Golden tolerance for one network call (golden README): |c - ref| <= 1e-4 max|ref| + 1e-5. */
@@ -52,51 +51,9 @@
 #define TILED_ENC_LOGVAR_MAX 0.3
 #define TILED_ENC_LOGVAR_MEAN 0.03
 
-static char tmpdir[1024];
-static char sd_bin[1024];
-
-static const char *tmp(const char *name)
-{
-    static char buf[8][1100];
-    static int slot;
-    char *b = buf[slot++ % 8];
-    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
 static sd_ctx *ctx;
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-
-/* Tensor `name` of an open case file as malloc'd float32. */
-static float *get(const sd_st_file *f, const char *name, size_t *n)
-{
-    const sd_tensor *t = sd_st_tensor(f, name);
-    if (!t) {
-        fprintf(stderr, "case tensor %s missing\n", name);
-        exit(1);
-    }
-    size_t k = (size_t)sd_tensor_numel(t);
-    float *p = malloc(k * sizeof(float));
-    sd_error err = {0};
-    if (!p || sd_tensor_to_f32(ctx, t, p, (int64_t)k, &err) != SD_OK) {
-        fprintf(stderr, "case tensor %s: %s\n", name, err.msg);
-        exit(1);
-    }
-    if (n)
-        *n = k;
-    return p;
-}
-
-static sd_model *load(const char *path)
-{
-    sd_error err = {0};
-    sd_model *m = NULL;
-    if (sd_model_load(ctx, path, &m, &err) != SD_OK)
-        fprintf(stderr, "loading %s: %s\n", path, err.msg);
-    CHECK(m != NULL, "load %s", path);
-    return m;
-}
 
 /* Bilinear resize (align corners) of [C, h, w] to [C, H, W]: smooth, larger test inputs. */
 static float *resize(const float *s, int C, int h, int w, int H, int W)
@@ -133,8 +90,9 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
 {
     char label[128];
     sd_error err = {0};
-    float *img = get(c, "image", NULL), *ref_mean = get(c, "posterior_mean", NULL);
-    float *ref_lv = get(c, "posterior_logvar", NULL);
+    float *img = t_case_f32(c, "image", NULL);
+    float *ref_mean = t_case_f32(c, "posterior_mean", NULL);
+    float *ref_lv = t_case_f32(c, "posterior_logvar", NULL);
     float mean[4 * 16 * 16], lv[4 * 16 * 16], *out = malloc(3 * 128 * 128 * sizeof(float));
     sd_status st = sd_vae_encode(ctx, m, img, 128, 128, NULL, mean, lv, &err);
     CHECK(st == SD_OK, "%s encode: %s", what, err.msg);
@@ -144,7 +102,7 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
     t_close(label, lv, ref_lv, 1024, GOLD_ATOL, GOLD_RTOL);
     static const char *const io[2][2] = {{"latent", "decoded"}, {"latent_rand", "decoded_rand"}};
     for (int k = 0; k < 2; k++) {
-        float *z = get(c, io[k][0], NULL), *ref = get(c, io[k][1], NULL);
+        float *z = t_case_f32(c, io[k][0], NULL), *ref = t_case_f32(c, io[k][1], NULL);
         for (int i = 0; i < 1024; i++)
             z[i] /= 0.18215f;
         st = sd_vae_decode(ctx, m, z, 16, 16, NULL, out, &err);
@@ -156,49 +114,6 @@ static void golden(const char *what, const sd_model *m, const sd_st_file *c)
     free(img), free(ref_mean), free(ref_lv), free(out);
 }
 
-/* The f16 single file converted to f32 (values identical), with its sidecar. */
-static bool write_f32_copy(const char *src, const char *dst)
-{
-    sd_st_file *f = NULL;
-    sd_error err = {0};
-    if (sd_st_open(src, &f, &err) != SD_OK)
-        return false;
-    const char **names = calloc(f->n, sizeof *names);
-    sd_tensor *ts = calloc(f->n, sizeof *ts);
-    float **bufs = calloc(f->n, sizeof *bufs);
-    for (size_t i = 0; i < f->n; i++) {
-        names[i] = f->entries[i].name;
-        ts[i] = f->entries[i].t;
-        if (ts[i].dtype != SD_DTYPE_F16)
-            continue;
-        int64_t n = sd_tensor_numel(&ts[i]);
-        bufs[i] = malloc((size_t)n * sizeof(float) + 4);
-        for (int64_t k = 0; k < n; k++)
-            bufs[i][k] = sd_f16_to_f32(((const uint16_t *)ts[i].data)[k]);
-        ts[i].dtype = SD_DTYPE_F32;
-        ts[i].data = bufs[i];
-    }
-    bool ok = sd_st_write(dst, names, ts, f->n, NULL, &err) == SD_OK;
-    for (size_t i = 0; i < f->n; i++)
-        free(bufs[i]);
-    free(names), free(ts), free(bufs);
-    sd_st_close(f);
-    return ok;
-}
-
-static void copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    char buf[1 << 16];
-    size_t n;
-    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0)
-        fwrite(buf, 1, n, b);
-    if (a)
-        fclose(a);
-    if (b)
-        fclose(b);
-}
-
 static void test_golden(void)
 {
     sd_st_file *c = NULL;
@@ -206,7 +121,7 @@ static void test_golden(void)
     CHECK(sd_st_open(t_data("tiny-sd15/vae.safetensors"), &c, &err) == SD_OK, "%s", err.msg);
     if (!c)
         return;
-    sd_model *m = load(t_data("tiny-sd15/model-f16.safetensors"));
+    sd_model *m = t_load_model(ctx, t_data("tiny-sd15/model-f16.safetensors"));
     if (m) {
         sd_vae_info info;
         CHECK(sd_vae_get_info(m, &info, &err) == SD_OK, "%s", err.msg);
@@ -218,14 +133,14 @@ static void test_golden(void)
         golden("f16 single file", m, c);
     }
     sd_model_free(m);
-    m = load(t_data("tiny-sd15/diffusers"));
+    m = t_load_model(ctx, t_data("tiny-sd15/diffusers"));
     if (m)
         golden("diffusers folder", m, c);
     sd_model_free(m);
-    const char *f32 = tmp("tiny-sd15-f32.safetensors");
-    CHECK(write_f32_copy(t_data("tiny-sd15/model-f16.safetensors"), f32), "writing f32 copy");
-    copy_file(t_data("tiny-sd15/model-f16.json"), tmp("tiny-sd15-f32.json"));
-    m = load(f32);
+    const char *f32 = t_tmp("tiny-sd15-f32.safetensors");
+    CHECK(t_write_model_copy(t_data("tiny-sd15/model-f16.safetensors"), f32, SD_DTYPE_F32),
+          "writing f32 copy");
+    m = t_load_model(ctx, f32);
     if (m) {
         sd_model_info mi;
         sd_model_get_info(m, &mi);
@@ -233,7 +148,7 @@ static void test_golden(void)
         golden("f32 single file", m, c);
     }
     sd_model_free(m);
-    remove(f32);
+    t_remove_model(f32);
     sd_st_close(c);
 }
 
@@ -249,7 +164,8 @@ static void test_pipeline(const sd_model *m)
     if (!c || !p)
         goto out;
     size_t n;
-    float lat[1024], *img = get(c, "image", &n), *ref = get(c, "latent", NULL);
+    float lat[1024], *img = t_case_f32(c, "image", &n);
+    float *ref = t_case_f32(c, "latent", NULL);
     for (size_t i = 0; i < n; i++)
         img[i] = img[i] * 0.5f + 0.5f;                 /* the case image in [0, 1] */
     CHECK(sd_vae_image_to_latents(ctx, m, img, 128, 128, NULL, NULL, lat, &err) == SD_OK, "%s",
@@ -258,16 +174,17 @@ static void test_pipeline(const sd_model *m)
     free(img), free(ref);
 
     float *out = malloc(3 * 128 * 128 * sizeof(float));
-    float *z = get(c, "latent", NULL);
-    ref = get(c, "decoded_unit", NULL);
+    float *z = t_case_f32(c, "latent", NULL);
+    ref = t_case_f32(c, "decoded_unit", NULL);
     CHECK(sd_vae_latents_to_image(ctx, m, z, 16, 16, NULL, out, &err) == SD_OK, "%s", err.msg);
     t_close("latents_to_image vs decoded_unit", out, ref, 3 * 128 * 128, IMAGE_ATOL, 0);
     free(z), free(ref);
 
     /* img2img: latent_dist.sample() with the recorded noise, times 0.18215 */
-    img = get(p, "init_image", NULL);
-    float *noise = get(p, "vae_sample_noise", NULL), *mean = get(p, "vae_encode0.mean", NULL);
-    float *lv = get(p, "vae_encode0.logvar", NULL), want[1024];
+    img = t_case_f32(p, "init_image", NULL);
+    float *noise = t_case_f32(p, "vae_sample_noise", NULL);
+    float *mean = t_case_f32(p, "vae_encode0.mean", NULL);
+    float *lv = t_case_f32(p, "vae_encode0.logvar", NULL), want[1024];
     for (int i = 0; i < 1024; i++)
         want[i] = 0.18215f * (mean[i] + expf(0.5f * lv[i]) * noise[i]);
     CHECK(sd_vae_image_to_latents(ctx, m, img, 128, 128, noise, NULL, lat, &err) == SD_OK, "%s",
@@ -275,8 +192,8 @@ static void test_pipeline(const sd_model *m)
     t_close("image_to_latents (sample) vs img2img", lat, want, 1024, GOLD_ATOL, GOLD_RTOL);
     free(img), free(noise), free(mean), free(lv);
     /* the pipeline's final decode */
-    z = get(p, "final_latents", NULL);
-    ref = get(p, "image", NULL);
+    z = t_case_f32(p, "final_latents", NULL);
+    ref = t_case_f32(p, "image", NULL);
     CHECK(sd_vae_latents_to_image(ctx, m, z, 16, 16, NULL, out, &err) == SD_OK, "%s", err.msg);
     t_close("latents_to_image vs img2img image", out, ref, 3 * 128 * 128, IMAGE_ATOL, 0);
     free(z), free(ref), free(out);
@@ -351,7 +268,7 @@ static void test_tiled_decode(const sd_model *m)
     CHECK(sd_st_open(t_data("tiny-sd15/vae.safetensors"), &c, &err) == SD_OK, "%s", err.msg);
     if (!c)
         return;
-    float *small = get(c, "latent", NULL);
+    float *small = t_case_f32(c, "latent", NULL);
     for (int i = 0; i < 1024; i++)
         small[i] /= 0.18215f;
     float *z = resize(small, 4, 16, 16, L, L);
@@ -445,7 +362,7 @@ static void test_tiled_encode(const sd_model *m)
     CHECK(sd_st_open(t_data("tiny-sd15/vae.safetensors"), &c, &err) == SD_OK, "%s", err.msg);
     if (!c)
         return;
-    float *small = get(c, "image", NULL), *img = resize(small, 3, 128, 128, P, P);
+    float *small = t_case_f32(c, "image", NULL), *img = resize(small, 3, 128, 128, P, P);
     size_t n = (size_t)4 * L * L;
     float *um = malloc(n * 4), *ul = malloc(n * 4), *tm = malloc(n * 4), *tl = malloc(n * 4);
     sd_vae_opts o = sd_vae_opts_default();
@@ -496,7 +413,7 @@ static void test_errors(const sd_model *m)
     CHECK(sd_vae_encode(ctx, m, img, 64, 64, NULL, mean, NULL, &err) == SD_ERR_INVALID_ARG,
           "NULL logvar");
 
-    sd_model *t = load(t_data("taesd/taesd_decoder.safetensors"));
+    sd_model *t = t_load_model(ctx, t_data("taesd/taesd_decoder.safetensors"));
     if (t) {
         sd_vae_info info;
         CHECK(sd_vae_get_info(t, &info, &err) == SD_ERR_FORMAT && strstr(err.msg, "no VAE"),
@@ -582,8 +499,8 @@ static void test_png(void)
     char msg[512];
     int w = 0, h = 0;
     /* 8-bit RGB: alpha comes back as 1, values within half a code */
-    CHECK(sd_cli_png_write(tmp("rgb8.png"), px, W, H, 3, 8, msg, sizeof msg) == 0, "%s", msg);
-    CHECK(sd_cli_png_read(tmp("rgb8.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_write(t_tmp("rgb8.png"), px, W, H, 3, 8, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_read(t_tmp("rgb8.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (back && w == W && h == H) {
         double worst = 0, alpha = 1;
         for (int i = 0; i < W * H; i++) {
@@ -596,8 +513,8 @@ static void test_png(void)
     }
     free(back), back = NULL;
     /* 16-bit RGBA */
-    CHECK(sd_cli_png_write(tmp("rgba16.png"), px, W, H, 4, 16, msg, sizeof msg) == 0, "%s", msg);
-    CHECK(sd_cli_png_read(tmp("rgba16.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_write(t_tmp("rgba16.png"), px, W, H, 4, 16, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_read(t_tmp("rgba16.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (back && w == W && h == H) {
         double worst = 0;
         for (int i = 0; i < W * H * 4; i++)
@@ -610,39 +527,40 @@ static void test_png(void)
     memset(&gi, 0, sizeof gi);
     gi.version = PNG_IMAGE_VERSION, gi.width = 4, gi.height = 2, gi.format = PNG_FORMAT_GRAY;
     unsigned char gray[8] = {0, 51, 102, 153, 204, 255, 1, 128};
-    CHECK(png_image_write_to_file(&gi, tmp("gray.png"), 0, gray, 0, NULL), "gray PNG");
-    CHECK(sd_cli_png_read(tmp("gray.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(png_image_write_to_file(&gi, t_tmp("gray.png"), 0, gray, 0, NULL), "gray PNG");
+    CHECK(sd_cli_png_read(t_tmp("gray.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (back && w == 4 && h == 2)
         CHECK(back[4 * 3] == 153 / 255.0f && back[4 * 3 + 1] == back[4 * 3] &&
                   back[4 * 3 + 2] == back[4 * 3] && back[4 * 3 + 3] == 1.0f,
               "gray pixel %g %g %g %g", back[12], back[13], back[14], back[15]);
     free(back), back = NULL;
     /* errors */
-    FILE *f = fopen(tmp("bad.png"), "wb");
+    FILE *f = fopen(t_tmp("bad.png"), "wb");
     if (f) {
         fputs("not a png at all", f);
         fclose(f);
     }
-    CHECK(sd_cli_png_read(tmp("bad.png"), &back, &w, &h, msg, sizeof msg) == -1 && !back &&
+    CHECK(sd_cli_png_read(t_tmp("bad.png"), &back, &w, &h, msg, sizeof msg) == -1 && !back &&
               strstr(msg, "not a PNG"),
           "bad file: %s", msg);
-    CHECK(sd_cli_png_read(tmp("missing.png"), &back, &w, &h, msg, sizeof msg) == -1 &&
+    CHECK(sd_cli_png_read(t_tmp("missing.png"), &back, &w, &h, msg, sizeof msg) == -1 &&
               strstr(msg, "missing.png"),
           "missing file: %s", msg);
     /* a truncated PNG */
-    copy_file(tmp("rgba16.png"), tmp("trunc.png"));
-    CHECK(truncate(tmp("trunc.png"), 100) == 0, "truncate");
-    CHECK(sd_cli_png_read(tmp("trunc.png"), &back, &w, &h, msg, sizeof msg) == -1 && !back,
+    t_copy_file(t_tmp("rgba16.png"), t_tmp("trunc.png"));
+    CHECK(truncate(t_tmp("trunc.png"), 100) == 0, "truncate");
+    CHECK(sd_cli_png_read(t_tmp("trunc.png"), &back, &w, &h, msg, sizeof msg) == -1 && !back,
           "truncated: %s", msg);
-    CHECK(sd_cli_png_write(tmp("x.png"), px, W, H, 2, 8, msg, sizeof msg) == -1, "2 channels");
+    CHECK(sd_cli_png_write(t_tmp("x.png"), px, W, H, 2, 8, msg, sizeof msg) == -1, "2 channels");
 }
 
+/* Run `sd args`; its exit status.  What it printed goes to the test log. */
 static int run(const char *args)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>&1", sd_bin, args, tmp("cli.log"));
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    char out[4096], errs[4096];
+    int rc = t_run_sd(args, out, sizeof out, errs, sizeof errs);
+    fprintf(stderr, "sd %s -> %d\n%s%s", args, rc, out, errs);
+    return rc;
 }
 
 static void test_cli(void)
@@ -670,37 +588,37 @@ static void test_cli(void)
     for (int i = 0; i < 128 * 128 * 3; i++)
         px[i] = ((const uint8_t *)u8->data)[i] / 255.0f;
     char msg[512];
-    CHECK(sd_cli_png_write(tmp("in.png"), px, 128, 128, 3, 8, msg, sizeof msg) == 0, "%s", msg);
-    snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s", model, tmp("in.png"),
-             tmp("lat.safetensors"));
+    CHECK(sd_cli_png_write(t_tmp("in.png"), px, 128, 128, 3, 8, msg, sizeof msg) == 0, "%s", msg);
+    snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s", model, t_tmp("in.png"),
+             t_tmp("lat.safetensors"));
     CHECK(run(args) == 0, "sd %s", args);
     sd_st_file *l = NULL;
-    CHECK(sd_st_open(tmp("lat.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
+    CHECK(sd_st_open(t_tmp("lat.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
     if (l) {
-        float *got = get(l, "latents", NULL), *want = get(c, "latent", NULL);
+        float *got = t_case_f32(l, "latents", NULL), *want = t_case_f32(c, "latent", NULL);
         t_close("sd vae-encode PNG vs latent", got, want, 1024, GOLD_ATOL, GOLD_RTOL);
         free(got), free(want);
         sd_st_close(l);
     }
     /* latents -> safetensors image and PNG; both equal the case's decoded_unit */
-    snprintf(args, sizeof args, "vae-decode -m %s -i %s -o %s", model, tmp("lat.safetensors"),
-             tmp("out.safetensors"));
+    snprintf(args, sizeof args, "vae-decode -m %s -i %s -o %s", model, t_tmp("lat.safetensors"),
+             t_tmp("out.safetensors"));
     CHECK(run(args) == 0, "sd %s", args);
     snprintf(args, sizeof args, "vae-decode -m %s -i %s -o %s --tile 8", model,
-             tmp("lat.safetensors"), tmp("out.png"));
+             t_tmp("lat.safetensors"), t_tmp("out.png"));
     CHECK(run(args) == 0, "sd %s", args);
     sd_st_file *o = NULL;
-    float *want = get(c, "decoded_unit", NULL);
-    CHECK(sd_st_open(tmp("out.safetensors"), &o, &err) == SD_OK, "%s", err.msg);
+    float *want = t_case_f32(c, "decoded_unit", NULL);
+    CHECK(sd_st_open(t_tmp("out.safetensors"), &o, &err) == SD_OK, "%s", err.msg);
     if (o) {
-        float *got = get(o, "image", NULL);
+        float *got = t_case_f32(o, "image", NULL);
         t_close("sd vae-decode image vs decoded_unit", got, want, 3 * 128 * 128, IMAGE_ATOL, 0);
         free(got);
         sd_st_close(o);
     }
     float *back = NULL;
     int w, h;
-    CHECK(sd_cli_png_read(tmp("out.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_read(t_tmp("out.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (back && w == 128 && h == 128) {
         /* tiled with tiny tiles (8 of 16, measured 0.034) and quantised: loosely equal */
         double mean = 0;
@@ -717,19 +635,20 @@ static void test_cli(void)
           "%s", err.msg);
     if (p) {
         const char *names[] = {"image"};
-        CHECK(sd_st_write(tmp("init.safetensors"), names, sd_st_tensor(p, "init_image"), 1,
+        CHECK(sd_st_write(t_tmp("init.safetensors"), names, sd_st_tensor(p, "init_image"), 1,
                           NULL, &err) == SD_OK,
               "%s", err.msg);
         snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s --sample --seed 105", model,
-                 tmp("init.safetensors"), tmp("sample.safetensors"));
+                 t_tmp("init.safetensors"), t_tmp("sample.safetensors"));
         CHECK(run(args) == 0, "sd %s", args);
-        float *mean = get(p, "vae_encode0.mean", NULL), *lv = get(p, "vae_encode0.logvar", NULL);
-        float *noise = get(p, "randn0", NULL), want_s[1024];
+        float *mean = t_case_f32(p, "vae_encode0.mean", NULL);
+        float *lv = t_case_f32(p, "vae_encode0.logvar", NULL);
+        float *noise = t_case_f32(p, "randn0", NULL), want_s[1024];
         for (int i = 0; i < 1024; i++)
             want_s[i] = 0.18215f * (mean[i] + expf(0.5f * lv[i]) * noise[i]);
-        CHECK(sd_st_open(tmp("sample.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
+        CHECK(sd_st_open(t_tmp("sample.safetensors"), &l, &err) == SD_OK, "%s", err.msg);
         if (l) {
-            float *got = get(l, "latents", NULL);
+            float *got = t_case_f32(l, "latents", NULL);
             t_close("sd vae-encode --sample --seed 105 vs img2img", got, want_s, 1024, GOLD_ATOL,
                     GOLD_RTOL);
             free(got);
@@ -741,15 +660,15 @@ static void test_cli(void)
     /* TAESD: the case latents -> PNG equals the case's clamped decode within quantisation */
     snprintf(args, sizeof args, "vae-decode --taesd -m %s -i %s -o %s --16bit",
              t_data("taesd/taesd_decoder.safetensors"), t_data("taesd/taesd_cases.safetensors"),
-             tmp("taesd.png"));
+             t_tmp("taesd.png"));
     CHECK(run(args) == 0, "sd %s", args);
     sd_st_file *tc = NULL;
     CHECK(sd_st_open(t_data("taesd/taesd_cases.safetensors"), &tc, &err) == SD_OK, "%s",
           err.msg);
     back = NULL;
-    CHECK(sd_cli_png_read(tmp("taesd.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
+    CHECK(sd_cli_png_read(t_tmp("taesd.png"), &back, &w, &h, msg, sizeof msg) == 0, "%s", msg);
     if (tc && back && w == 128 && h == 128) {
-        float *ref = get(tc, "decoded_clamped", NULL);
+        float *ref = t_case_f32(tc, "decoded_clamped", NULL);
         double worst = 0;
         for (int i = 0; i < 128 * 128; i++)
             for (int k = 0; k < 3; k++)
@@ -761,35 +680,24 @@ static void test_cli(void)
     sd_st_close(tc);
     /* errors: a size that is not a multiple of 8, a missing input */
     float odd[12 * 10 * 3] = {0};
-    CHECK(sd_cli_png_write(tmp("odd.png"), odd, 12, 10, 3, 8, msg, sizeof msg) == 0, "%s", msg);
-    snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s", model, tmp("odd.png"),
-             tmp("x.safetensors"));
+    CHECK(sd_cli_png_write(t_tmp("odd.png"), odd, 12, 10, 3, 8, msg, sizeof msg) == 0, "%s", msg);
+    snprintf(args, sizeof args, "vae-encode -m %s -i %s -o %s", model, t_tmp("odd.png"),
+             t_tmp("x.safetensors"));
     CHECK(run(args) == 1, "odd size refused");
-    snprintf(args, sizeof args, "vae-decode -m %s -i %s -o %s", model, tmp("nope.safetensors"),
-             tmp("x.png"));
+    snprintf(args, sizeof args, "vae-decode -m %s -i %s -o %s", model, t_tmp("nope.safetensors"),
+             t_tmp("x.png"));
     CHECK(run(args) == 1, "missing input refused");
     CHECK(run("vae-decode --tile 3 -m x -i y -o z.png") == 1, "bad --tile refused");
     sd_st_close(c);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    char self[1024];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    const char *dir = dirname(self);
-    snprintf(sd_bin, sizeof sd_bin, "%s/../sd", dir);
-    snprintf(tmpdir, sizeof tmpdir, "%s/vae-tmp", dir);
-    mkdir(tmpdir, 0755);
-    sd_error err = {0};
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = 2;
-    if (sd_ctx_new(&cp, &ctx, &err) != SD_OK) {
-        fprintf(stderr, "%s\n", err.msg);
+    t_tmp_fresh("t_vae");
+    if (!(ctx = t_ctx_new(false)))
         return 1;
-    }
     test_golden();
-    sd_model *m = load(t_data("tiny-sd15/model-f16.safetensors"));
+    sd_model *m = t_load_model(ctx, t_data("tiny-sd15/model-f16.safetensors"));
     if (m) {
         test_pipeline(m);
         test_tiled_decode(m);

@@ -1,5 +1,6 @@
 /* cli/cli.h - shared plumbing of the `sd` command-line tool: the subcommand table entry and
- * small helpers every subcommand uses (errors to stderr, number parsing).  Each subcommand
+ * small helpers every subcommand uses (errors to stderr, number and thread-count parsing,
+ * opening a context and a model).  Each subcommand
  * lives in its own file cli/cmd_<name>.c and is listed in main.c. */
 #ifndef SD_CLI_H
 #define SD_CLI_H
@@ -22,5 +23,13 @@ int sd_cli_fail_err(const char *cmd, const sd_error *err);
 /* Strict number parsing: the whole string must be a number within [lo, hi]. */
 bool sd_cli_parse_int(const char *s, long lo, long hi, long *out);
 bool sd_cli_parse_float(const char *s, double lo, double hi, double *out);
+/* The value s of the thread-count option `opt` (e.g. "--threads"): 0 (every core) to 1024.
+ * Returns 0, or 1 after printing "sd <cmd>: <opt> takes a thread count ...". */
+int sd_cli_parse_threads(const char *cmd, const char *opt, const char *s, long *out);
+/* A context with `threads` worker threads (0: every core; use_ref: the scalar reference
+ * kernels) and the model at `path` loaded on it.  Returns 0, or 1 after printing the error,
+ * with *ctx and *m NULL.  The caller frees both (sd_model_free, then sd_ctx_free). */
+int sd_cli_open_model(const char *cmd, const char *path, long threads, bool use_ref,
+                      sd_ctx **ctx, sd_model **m);
 
 #endif

@@ -31,8 +31,8 @@ static int cmd_encode_text(int argc, char **argv)
             if (!sd_cli_parse_int(argv[++i], 0, 64, &clip_skip))
                 return sd_cli_fail(NAME, "--clip-skip takes a number 0..64");
         } else if (!strcmp(a, "--threads") && has) {
-            if (!sd_cli_parse_int(argv[++i], 0, 1024, &threads))
-                return sd_cli_fail(NAME, "--threads takes a number 0..1024");
+            if (sd_cli_parse_threads(NAME, a, argv[++i], &threads))
+                return 1;
         } else
             return sd_cli_fail(NAME, "unknown or incomplete option '%s'", a);
     }
@@ -41,15 +41,14 @@ static int cmd_encode_text(int argc, char **argv)
 
     int rc = 1;
     sd_error err = {0};
-    sd_ctx *ctx = NULL;
-    sd_model *m = NULL;
+    sd_ctx *ctx;
+    sd_model *m;
     sd_tokenizer *tok = NULL;
     float *hidden = NULL;
     int n_windows = 0;
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = (int)threads;
-    if (sd_ctx_new(&cp, &ctx, &err) || sd_model_load(ctx, model, &m, &err) ||
-        sd_tokenizer_new(&tok, &err) ||
+    if (sd_cli_open_model(NAME, model, threads, false, &ctx, &m))
+        return 1;
+    if (sd_tokenizer_new(&tok, &err) ||
         sd_text_encode_prompt(ctx, m, tok, prompt, raw, (int)clip_skip, &hidden, &n_windows,
                               &err)) {
         rc = sd_cli_fail_err(NAME, &err);

@@ -287,10 +287,13 @@ static int parse(int argc, char **argv, gen_opts *o)
             p->whole_image = true;
         } else if (!strcmp(a, "--no-color-match")) {
             p->color_match = false;
+        } else if (!strcmp(a, "--threads")) {
+            NEED_VALUE();
+            if (sd_cli_parse_threads(cmd, a, v, &o->threads))
+                return 1;
         } else if (!strcmp(a, "--steps") || !strcmp(a, "-W") || !strcmp(a, "-H") ||
-                   !strcmp(a, "--threads") || !strcmp(a, "--clip-skip") ||
-                   !strcmp(a, "--padding") || !strcmp(a, "--resolution") ||
-                   !strcmp(a, "--tile")) {
+                   !strcmp(a, "--clip-skip") || !strcmp(a, "--padding") ||
+                   !strcmp(a, "--resolution") || !strcmp(a, "--tile")) {
             NEED_VALUE();
             if (!sd_cli_parse_int(v, 0, 1 << 18, &l))
                 return sd_cli_fail(cmd, "%s takes a whole number >= 0", a);
@@ -300,8 +303,6 @@ static int parse(int argc, char **argv, gen_opts *o)
                 p->width = (int)l;
             else if (!strcmp(a, "-H"))
                 p->height = (int)l;
-            else if (!strcmp(a, "--threads"))
-                o->threads = l;
             else if (!strcmp(a, "--clip-skip"))
                 p->clip_skip = (int)l;
             else if (!strcmp(a, "--padding"))
@@ -363,16 +364,15 @@ static int run(int argc, char **argv, sd_task task)
         return 1;
     int rc = 1;
     sd_error err = {0};
-    sd_ctx *ctx = NULL;
-    sd_model *m = NULL, *taesd = NULL;
+    sd_ctx *ctx;
+    sd_model *m, *taesd = NULL;
     sd_image init = {0}, mask = {0};
     sd_gen_result res = {0};
     replay rp = {0};
     latents_sink ls = {o.save_latents, 0};
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = (int)o.threads;
-    if (sd_ctx_new(&cp, &ctx, &err) || sd_model_load(ctx, o.model, &m, &err) ||
-        (o.taesd && sd_model_load(ctx, o.taesd, &taesd, &err))) {
+    if (sd_cli_open_model(o.cmd, o.model, o.threads, false, &ctx, &m))
+        return 1;
+    if (o.taesd && sd_model_load(ctx, o.taesd, &taesd, &err)) {
         rc = sd_cli_fail_err(o.cmd, &err);
         goto done;
     }

@@ -70,8 +70,8 @@ static int parse(const char *cmd, int argc, char **argv, opts *o)
         case OPT_16BIT: o->sixteen = true; break;
         case OPT_FAST: o->fast = true; break;
         case 't':
-            if (!sd_cli_parse_int(optarg, 0, 1024, &o->threads))
-                return sd_cli_fail(cmd, "--threads: '%s' is not a number in 0..1024", optarg);
+            if (sd_cli_parse_threads(cmd, "--threads", optarg, &o->threads))
+                return 1;
             break;
         case OPT_TILE:
             if (!sd_cli_parse_int(optarg, -1, 65536, &o->tile) ||
@@ -109,18 +109,10 @@ static bool ends_with(const char *s, const char *suffix)
 /* A ctx and the model at o->model; 0 or the exit status. */
 static int open_model(const char *cmd, const opts *o, sd_ctx **ctx, sd_model **m)
 {
-    sd_error err = {0};
-    sd_ctx_params cp = sd_ctx_params_default();
-    cp.n_threads = (int)o->threads;
     *ctx = NULL, *m = NULL;
     if (!o->model)
         return sd_cli_fail(cmd, "no model given (-m MODEL)");
-    if (sd_ctx_new(&cp, ctx, &err) != SD_OK || sd_model_load(*ctx, o->model, m, &err) != SD_OK) {
-        sd_ctx_free(*ctx);
-        *ctx = NULL;
-        return sd_cli_fail_err(cmd, &err);
-    }
-    return 0;
+    return sd_cli_open_model(cmd, o->model, o->threads, false, ctx, m);
 }
 
 /* The float tensor `names[0]`, `names[1]`, ... (or the file's only tensor) of shape
@@ -237,6 +229,26 @@ static int write_image(const char *cmd, const char *path, const float *rgb, int 
     return rc;
 }
 
+/* Latent channels *z, pixels per latent pixel *f and scaling factor *sf (1 for TAESD) of the
+ * model's VAE or, with taesd, of its TAESD.  0 or the exit status. */
+static int latent_geometry(const char *cmd, const sd_model *m, bool taesd, int *z, int *f,
+                           float *sf)
+{
+    sd_error err = {0};
+    if (taesd) {
+        sd_taesd_info ti;
+        if (sd_taesd_get_info(m, &ti, &err) != SD_OK)
+            return sd_cli_fail_err(cmd, &err);
+        *z = ti.latent_channels, *f = ti.factor, *sf = 1.0f;
+    } else {
+        sd_vae_info vi;
+        if (sd_vae_get_info(m, &vi, &err) != SD_OK)
+            return sd_cli_fail_err(cmd, &err);
+        *z = vi.latent_channels, *f = vi.factor, *sf = vi.scaling_factor;
+    }
+    return 0;
+}
+
 static sd_vae_opts vae_opts(const opts *o)
 {
     sd_vae_opts v = sd_vae_opts_default();
@@ -272,23 +284,10 @@ static int cmd_vae_decode(int argc, char **argv)
     int Z, h, w;
     sd_error err = {0};
     int zc = 0, f = 0;
-    if ((rc = read_chw(cmd, ctx, o.in, names, &lat, &Z, &h, &w)))
+    float sf;
+    if ((rc = read_chw(cmd, ctx, o.in, names, &lat, &Z, &h, &w)) ||
+        (rc = latent_geometry(cmd, m, o.taesd, &zc, &f, &sf)))
         goto out;
-    if (o.taesd) {
-        sd_taesd_info ti;
-        if (sd_taesd_get_info(m, &ti, &err) != SD_OK) {
-            rc = sd_cli_fail_err(cmd, &err);
-            goto out;
-        }
-        zc = ti.latent_channels, f = ti.factor;
-    } else {
-        sd_vae_info vi;
-        if (sd_vae_get_info(m, &vi, &err) != SD_OK) {
-            rc = sd_cli_fail_err(cmd, &err);
-            goto out;
-        }
-        zc = vi.latent_channels, f = vi.factor;
-    }
     if (Z != zc) {
         rc = sd_cli_fail(cmd, "%s: %d latent channels, the model takes %d", o.in, Z, zc);
         goto out;
@@ -355,25 +354,11 @@ static int cmd_vae_encode(int argc, char **argv)
         return rc;
     float *img = NULL, *lat = NULL, *noise = NULL;
     int H, W, Z, f;
-    float sf = 1.0f;
+    float sf;
     sd_error err = {0};
-    if ((rc = read_image(cmd, ctx, o.in, &img, &H, &W)))
+    if ((rc = read_image(cmd, ctx, o.in, &img, &H, &W)) ||
+        (rc = latent_geometry(cmd, m, o.taesd, &Z, &f, &sf)))
         goto out;
-    if (o.taesd) {
-        sd_taesd_info ti;
-        if (sd_taesd_get_info(m, &ti, &err) != SD_OK) {
-            rc = sd_cli_fail_err(cmd, &err);
-            goto out;
-        }
-        Z = ti.latent_channels, f = ti.factor;
-    } else {
-        sd_vae_info vi;
-        if (sd_vae_get_info(m, &vi, &err) != SD_OK) {
-            rc = sd_cli_fail_err(cmd, &err);
-            goto out;
-        }
-        Z = vi.latent_channels, f = vi.factor, sf = vi.scaling_factor;
-    }
     if (H % f || W % f) {
         rc = sd_cli_fail(cmd, "%s: %dx%d is not a multiple of %d pixels: crop or resize it",
                          o.in, W, H, f);
@@ -489,13 +474,10 @@ static int run_case(const char *cmd, sd_ctx *ctx, const sd_model *m, sd_st_file 
     int64_t si[4], sa[4], sb[4];
     sd_error err = {0};
     sd_status st;
-    float sf = 1.0f;
-    if (!taesd) {
-        sd_vae_info vi;
-        if (sd_vae_get_info(m, &vi, &err) != SD_OK)
-            return sd_cli_fail_err(cmd, &err);
-        sf = vi.scaling_factor;
-    }
+    int z, factor;
+    float sf;
+    if ((rc = latent_geometry(cmd, m, taesd, &z, &factor, &sf)))
+        return rc;
     /* encoder */
     if ((rc = case_tensor(cmd, ctx, f, "image", &img, &ni, si)) ||
         (rc = case_tensor(cmd, ctx, f, taesd ? "latents" : "posterior_mean", &ra, &na, sa)))

@@ -29,6 +29,8 @@ extern const sd_cli_cmd sd_cli_cmd_inpaint;
 extern const sd_cli_cmd sd_cli_cmd_outpaint;
 extern const sd_cli_cmd sd_cli_cmd_denoise;
 extern const sd_cli_cmd sd_cli_cmd_unet;
+extern const sd_cli_cmd sd_cli_cmd_make_random_model;
+extern const sd_cli_cmd sd_cli_cmd_bench;
 extern const sd_cli_cmd sd_cli_cmd_vae_decode, sd_cli_cmd_vae_encode, sd_cli_cmd_vae;
 extern const sd_cli_cmd sd_cli_cmd_make_random_model;
 
@@ -43,6 +45,8 @@ static const sd_cli_cmd *const commands[] = {
     &sd_cli_cmd_outpaint,
     &sd_cli_cmd_denoise,
     &sd_cli_cmd_unet,
+    &sd_cli_cmd_make_random_model,
+    &sd_cli_cmd_bench,
     &sd_cli_cmd_vae_decode,
     &sd_cli_cmd_vae_encode,
     &sd_cli_cmd_vae,
@@ -85,6 +89,28 @@ bool sd_cli_parse_float(const char *s, double lo, double hi, double *out)
         return false;
     *out = v;
     return true;
+}
+
+int sd_cli_parse_threads(const char *cmd, const char *opt, const char *s, long *out)
+{
+    if (sd_cli_parse_int(s, 0, 1024, out))
+        return 0;
+    return sd_cli_fail(cmd, "%s takes a thread count 0..1024 (0: every core), not '%s'", opt, s);
+}
+
+int sd_cli_open_model(const char *cmd, const char *path, long threads, bool use_ref,
+                      sd_ctx **ctx, sd_model **m)
+{
+    sd_error err = {0};
+    sd_ctx_params cp = sd_ctx_params_default();
+    cp.n_threads = (int)threads;
+    cp.use_ref = use_ref;
+    *ctx = NULL, *m = NULL;
+    if (sd_ctx_new(&cp, ctx, &err) == SD_OK && sd_model_load(*ctx, path, m, &err) == SD_OK)
+        return 0;
+    sd_ctx_free(*ctx);
+    *ctx = NULL;
+    return sd_cli_fail_err(cmd, &err);
 }
 
 static void usage(FILE *f)

@@ -1,6 +1,7 @@
 /* internal/common.h - what every sdcore file needs: the allocation hooks (so tests can fail
- * allocation N), error reporting into a caller-owned sd_error, checked size arithmetic and
- * the defensive-branch macros.  Included by every .c file of the engine. */
+ * allocation N), error reporting into a caller-owned sd_error, name formatting, the float
+ * dtype test, checked size arithmetic and the defensive-branch macros.  Included by every .c
+ * file of the engine. */
 #ifndef SD_INTERNAL_COMMON_H
 #define SD_INTERNAL_COMMON_H
 
@@ -42,6 +43,18 @@ sd_status sd_fail_prefix(sd_error *err, sd_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* sd_fail(err, SD_ERR_NOMEM, "out of memory (%what)") */
 sd_status sd_fail_nomem(sd_error *err, const char *what);
+
+/* ---- names and dtypes ------------------------------------------------------------------ */
+/* snprintf for names built from parts (tensor names): a result longer than the n bytes of
+ * buf is cut, and a cut tensor name is then simply not found, so call sites need no
+ * truncation check.  Thread: any. */
+void sd_name(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* True for the floating-point dtypes F32, F16 and BF16. */
+static inline bool sd_dtype_is_float(sd_dtype t)
+{
+    return t == SD_DTYPE_F32 || t == SD_DTYPE_F16 || t == SD_DTYPE_BF16;
+}
 
 /* ---- checked arithmetic ---------------------------------------------------------------- */
 /* *out = a * b; false on overflow (then *out is unspecified). */

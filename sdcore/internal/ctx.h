@@ -13,6 +13,11 @@ struct sd_ctx {
     int n_threads;                  /* resolved, >= 1 */
     sd_pool *pool;
     const struct sd_kernels *kern;  /* the process-wide table, or the reference table */
+    bool packed;                    /* linear/conv on the packed micro-kernels (else sgemm) */
+    bool bf16;                      /* ... in bf16 (precision BF16 and a native dot product) */
+    uint64_t flops;                 /* floating-point operations of the matrix products run so
+                                       far (multiply-add = 2), counted by the ops on the
+                                       caller's thread; sd bench reads it */
 };
 
 /* Send a message to the ctx's log callback, if any (caller's thread only).  ctx may be NULL. */

@@ -40,6 +40,7 @@ struct sd_model {
     bool openclip;             /* the text encoder came from an OpenCLIP (SD 2.x) file */
     sd_model_hparams hp;
     sd_model_info info;
+    struct sd_pack_cache *packs; /* packed weights made by the ops (internal/pack.h) */
 };
 
 /* Called once per canonical tensor produced by a mapping. */

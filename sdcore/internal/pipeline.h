@@ -106,6 +106,15 @@ sd_status sd_run_img2img(sd_run *r, const sd_img *img, double strength, sd_img *
 sd_status sd_run_inpaint(sd_run *r, const sd_img *img, const sd_img *mask, double strength,
                          sd_img *out, sd_error *err);
 
+/* The editor's way with a selection (A1111 "only masked"): the bounding box of `mask` plus
+ * p.padding, at the model's resolution with its own aspect, goes through sd_run_inpaint
+ * (inpaint true: with the crop's mask; the whole image with p.whole_image) or sd_run_img2img
+ * at p.strength and is pasted back into init through the blurred soft mask, the new area's
+ * colours matched to its surroundings when inpainting with p.color_match; *out is a new
+ * owned RGBA image.  Errors of the steps. */
+sd_status sd_run_selection(sd_run *r, const sd_img *init, const sd_img *mask, bool inpaint,
+                           sd_img *out, sd_error *err);
+
 /* Sampler steps one sd_run_img2img / sd_run_inpaint call at this strength will take. */
 int sd_run_steps_for(const sd_run *r, double strength);
 

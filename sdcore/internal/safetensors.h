@@ -19,7 +19,8 @@
  * (t.owned false) of the data.  The other dtypes of the safetensors format (F64, I8, I16,
  * U16, U32, U64, BOOL, F8_E4M3, F8_E5M2) and tensors of 5..SD_ST_MAX_NDIM dims are accepted
  * and fully validated but "not usable": `t` is all zero and sd_st_get reports
- * SD_ERR_UNSUPPORTED.  Any other dtype string is SD_ERR_FORMAT. */
+ * SD_ERR_UNSUPPORTED; their bytes are still there, as stored, at `raw` (e.g. a golden case's
+ * 5-D reference output or F64 values).  Any other dtype string is SD_ERR_FORMAT. */
 typedef struct sd_st_entry {
     const char *name;
     const char *dtype_name;   /* as spelled in the file, e.g. "F16", "F64" */
@@ -27,6 +28,7 @@ typedef struct sd_st_entry {
     int ndim;                 /* as declared (may exceed SD_MAX_DIMS when !usable) */
     sd_tensor t;              /* usable: contiguous view; otherwise zeroed */
     size_t offset, nbytes;    /* byte range relative to the start of the data section */
+    const void *raw;          /* those nbytes bytes as stored (little-endian, any alignment) */
 } sd_st_entry;
 
 /* An open file.  Fields are read-only for users. */

@@ -1,6 +1,7 @@
 /* kernels/dispatch.c - choosing the kernel table once per process: CPUID says what the CPU
  * has, XGETBV says whether the OS saves the wide registers (a CPU flag alone is not enough),
- * and SD_SIMD=scalar|avx2|avx512 may force a lower variant.  Also sd_system_info(). */
+ * and SD_SIMD=scalar|avx2|avx512|avx512bf16 may force a lower variant.  Also
+ * sd_system_info(). */
 #include "internal/common.h"
 #include "internal/kernels.h"
 
@@ -62,6 +63,8 @@ static bool can_run(const cpu_features *f, sd_isa isa)
     case SD_ISA_AVX512:
         return f->os_avx512 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq &&
                f->fma && f->f16c;
+    case SD_ISA_AVX512BF16:
+        return can_run(f, SD_ISA_AVX512) && f->avx512_bf16;
     case SD_ISA_COUNT:
         break;
     }
@@ -76,7 +79,7 @@ static char info[1024];
 
 const char *sd_isa_name(sd_isa isa)
 {
-    static const char *const names[SD_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+    static const char *const names[SD_ISA_COUNT] = {"scalar", "avx2", "avx512", "avx512bf16"};
     return (unsigned)isa < SD_ISA_COUNT ? names[isa] : "?";
 }
 
@@ -91,6 +94,8 @@ static void init_tables(void)
             sd_kernels_fill_avx2(k);
         if (i >= SD_ISA_AVX512 && available[i])
             sd_kernels_fill_avx512(k);
+        if (i >= SD_ISA_AVX512BF16 && available[i])
+            sd_kernels_fill_avx512bf16(k);
         k->isa = (sd_isa)i;
     }
     chosen = SD_ISA_SCALAR;
@@ -121,12 +126,13 @@ static void init_tables(void)
              "cpu: avx2=%d fma=%d f16c=%d avx512f=%d avx512bw=%d avx512vl=%d avx512dq=%d "
              "avx512_bf16=%d amx_bf16=%d\n"
              "os:  avx=%d avx512=%d amx=%d\n"
-             "kernels: %s%s (available:%s%s%s)\n",
+             "kernels: %s%s (available:%s%s%s%s)\n",
              features.avx2, features.fma, features.f16c, features.avx512f, features.avx512bw,
              features.avx512vl, features.avx512dq, features.avx512_bf16, features.amx_bf16,
              features.os_avx, features.os_avx512, features.os_amx, sd_isa_name(chosen), note,
              " scalar", available[SD_ISA_AVX2] ? " avx2" : "",
-             available[SD_ISA_AVX512] ? " avx512" : "");
+             available[SD_ISA_AVX512] ? " avx512" : "",
+             available[SD_ISA_AVX512BF16] ? " avx512bf16" : "");
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;

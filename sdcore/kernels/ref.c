@@ -134,6 +134,164 @@ static float sd_k_softmax_step_f32__ref(float *s, size_t n, float *max, float *s
     return alpha;
 }
 
+/* ---- packed matrix products ------------------------------------------------------------- */
+
+/* Store an accumulated tile: rows r < m, columns j < n of acc [MR][NR] into C. */
+static void store_tile(const double acc[SD_GEMM_MR][SD_GEMM_NR], float *c, int64_t ldc, int m,
+                       int n, bool add)
+{
+    for (int r = 0; r < m; r++)
+        for (int j = 0; j < n; j++) {
+            float *p = c + r * ldc + j;
+            *p = add ? (float)((double)*p + acc[r][j]) : (float)acc[r][j];
+        }
+}
+
+static void sd_k_gemm_f32__ref(int64_t kc, const float *a, const float *b, int64_t ldb,
+                               float *c, int64_t ldc, int m, int n, bool acc)
+{
+    double t[SD_GEMM_MR][SD_GEMM_NR] = {{0}};
+    for (int64_t k = 0; k < kc; k++)
+        for (int r = 0; r < m; r++)
+            for (int j = 0; j < n; j++)
+                t[r][j] += (double)a[k * SD_GEMM_MR + r] * b[k * ldb + j];
+    store_tile(t, c, ldc, m, n, acc);
+}
+
+static void sd_k_gemm_bf16__ref(int64_t kp, const uint16_t *a, const uint16_t *b,
+                                int64_t ldb, float *c, int64_t ldc, int m, int n, bool acc)
+{
+    double t[SD_GEMM_MR][SD_GEMM_NR] = {{0}};
+    for (int64_t p = 0; p < kp; p++)
+        for (int r = 0; r < m; r++)
+            for (int j = 0; j < n; j++)
+                for (int h = 0; h < 2; h++)
+                    t[r][j] += (double)sd_bf16_to_f32(a[(p * SD_GEMM_MR + r) * 2 + h]) *
+                               sd_bf16_to_f32(b[p * ldb + 2 * j + h]);
+    store_tile(t, c, ldc, m, n, acc);
+}
+
+static void sd_k_cvt_f32_bf16__ref(const float *src, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = sd_f32_to_bf16(src[i]);
+}
+
+static void sd_k_pack_bf16_pairs__ref(const float *r0, const float *r1, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        dst[2 * i] = sd_f32_to_bf16(r0[i]);
+        dst[2 * i + 1] = r1 ? sd_f32_to_bf16(r1[i]) : 0;
+    }
+}
+
+static void sd_k_pack_bf16_pairs_span__ref(const float *r0, int lo0, int hi0, const float *r1,
+                                           int lo1, int hi1, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)i;
+        dst[2 * i] = k >= lo0 && k < hi0 ? sd_f32_to_bf16(r0[k - lo0]) : 0;
+        dst[2 * i + 1] = k >= lo1 && k < hi1 ? sd_f32_to_bf16(r1[k - lo1]) : 0;
+    }
+}
+
+/* ---- flash attention ------------------------------------------------------------------------ */
+
+static void sd_k_attn_block_f32__ref(const float *qt, int dh, const float *k, int64_t k_rs,
+                                     const float *v, int64_t v_rs, int nk, int causal,
+                                     float *ot, float *mx, float *sum, float *s)
+{
+    enum { NQ = SD_ATT_NQ };
+    for (int q = 0; q < NQ; q++) {
+        /* scores of this lane, the new maximum */
+        float m = mx[q];
+        for (int j = 0; j < nk; j++) {
+            double d = 0;
+            for (int e = 0; e < dh; e++)
+                d += (double)qt[e * NQ + q] * k[j * k_rs + e];
+            float sc = (int64_t)j > (int64_t)q + causal ? -INFINITY : (float)d;
+            s[j * NQ + q] = sc;
+            if (sc > m)
+                m = sc;
+        }
+        if (m == -INFINITY)
+            continue; /* nothing visible yet: the state stays (-inf, 0, 0) */
+        float alpha = mx[q] == -INFINITY ? 0.0f : (float)exp((double)(mx[q] - m));
+        double l = 0;
+        for (int j = 0; j < nk; j++) {
+            float p = (float)exp((double)(s[j * NQ + q] - m));
+            s[j * NQ + q] = p;
+            l += p;
+        }
+        for (int e = 0; e < dh; e++) {
+            double o = (double)ot[e * NQ + q] * alpha;
+            for (int j = 0; j < nk; j++)
+                o += (double)s[j * NQ + q] * v[j * v_rs + e];
+            ot[e * NQ + q] = (float)o;
+        }
+        sum[q] = (float)((double)sum[q] * alpha + l);
+        mx[q] = m;
+    }
+}
+
+static void sd_k_attn_block_bf16__ref(const uint16_t *qp, int dh, const uint16_t *kb,
+                                      int64_t kb_rs, const uint16_t *vp, int nk, int causal,
+                                      float *ot, float *mx, float *sum, float *s, uint16_t *pp)
+{
+    enum { NQ = SD_ATT_NQ };
+    (void)pp;
+    for (int q = 0; q < NQ; q++) {
+        float m = mx[q];
+        for (int j = 0; j < nk; j++) {
+            double d = 0;
+            for (int e = 0; e < dh; e++)
+                d += (double)sd_bf16_to_f32(qp[((e / 2) * NQ + q) * 2 + e % 2]) *
+                     sd_bf16_to_f32(kb[j * kb_rs + e]);
+            float sc = (int64_t)j > (int64_t)q + causal ? -INFINITY : (float)d;
+            s[j * NQ + q] = sc;
+            if (sc > m)
+                m = sc;
+        }
+        if (m == -INFINITY)
+            continue;
+        float alpha = mx[q] == -INFINITY ? 0.0f : (float)exp((double)(mx[q] - m));
+        double l = 0;
+        for (int j = 0; j < nk; j++) {
+            float p = (float)exp((double)(s[j * NQ + q] - m));
+            s[j * NQ + q] = p;
+            l += p;
+        }
+        for (int e = 0; e < dh; e++) {
+            double o = (double)ot[e * NQ + q] * alpha;
+            for (int j = 0; j < nk; j++)
+                o += (double)sd_bf16_to_f32(sd_f32_to_bf16(s[j * NQ + q])) *
+                     sd_bf16_to_f32(vp[((j / 2) * dh + e) * 2 + j % 2]);
+            ot[e * NQ + q] = (float)o;
+        }
+        sum[q] = (float)((double)sum[q] * alpha + l);
+        mx[q] = m;
+    }
+}
+
+/* ---- machine peak ------------------------------------------------------------------------ */
+
+static double sd_k_peak_fma_f32__ref(long iters)
+{
+    float a[8] = {0}, x = 0.999999f, y = 1e-6f;
+    for (long i = 0; i < iters; i++) {
+        for (int j = 0; j < 8; j++)
+            a[j] = a[j] * x + y;
+        __asm__ volatile("" : "+m"(a));
+    }
+    return (double)iters * 8 * 2;
+}
+
+static double sd_k_peak_dot_bf16__ref(long iters)
+{
+    (void)iters;
+    return 0;
+}
+
 void sd_kernels_fill_ref(sd_kernels *k)
 {
     k->cvt_f16_f32 = sd_k_cvt_f16_f32__ref;
@@ -149,4 +307,15 @@ void sd_kernels_fill_ref(sd_kernels *k)
     k->quick_gelu_f32 = sd_k_quick_gelu_f32__ref;
     k->geglu_f32 = sd_k_geglu_f32__ref;
     k->softmax_step_f32 = sd_k_softmax_step_f32__ref;
+    k->gemm_f32 = sd_k_gemm_f32__ref;
+    k->gemm_bf16 = sd_k_gemm_bf16__ref;
+    k->cvt_f32_bf16 = sd_k_cvt_f32_bf16__ref;
+    k->pack_bf16_pairs = sd_k_pack_bf16_pairs__ref;
+    k->pack_bf16_pairs_span = sd_k_pack_bf16_pairs_span__ref;
+    k->attn_block_f32 = sd_k_attn_block_f32__ref;
+    k->attn_block_bf16 = sd_k_attn_block_bf16__ref;
+    k->peak_fma_f32 = sd_k_peak_fma_f32__ref;
+    k->peak_dot_bf16 = sd_k_peak_dot_bf16__ref;
+    k->packed_f32 = false;
+    k->native_bf16 = false;
 }

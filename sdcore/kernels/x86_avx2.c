@@ -342,6 +342,31 @@ static float sd_k_softmax_step_f32__avx2(float *s, size_t n, float *max, float *
     return alpha;
 }
 
+/* ---- machine peak -------------------------------------------------------------------------- */
+
+static double sd_k_peak_fma_f32__avx2(long iters)
+{
+    enum { NACC = 12 };
+    __m256 acc[NACC];
+    for (int j = 0; j < NACC; j++)
+        acc[j] = _mm256_set1_ps((float)j);
+    __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+    for (long i = 0; i < iters; i++) {
+        __asm__ volatile("" : "+x"(x), "+x"(y));
+#pragma GCC unroll 12
+        for (int j = 0; j < NACC; j++)
+            acc[j] = _mm256_fmadd_ps(acc[j], x, y);
+    }
+    __m256 t = acc[0];
+    for (int j = 1; j < NACC; j++)
+        t = _mm256_add_ps(t, acc[j]);
+    float out[8];
+    _mm256_storeu_ps(out, t);
+    volatile float sink = out[0];
+    (void)sink;
+    return (double)iters * NACC * 8 * 2;
+}
+
 void sd_kernels_fill_avx2(sd_kernels *k)
 {
     k->cvt_f16_f32 = sd_k_cvt_f16_f32__avx2;
@@ -357,4 +382,5 @@ void sd_kernels_fill_avx2(sd_kernels *k)
     k->quick_gelu_f32 = sd_k_quick_gelu_f32__avx2;
     k->geglu_f32 = sd_k_geglu_f32__avx2;
     k->softmax_step_f32 = sd_k_softmax_step_f32__avx2;
+    k->peak_fma_f32 = sd_k_peak_fma_f32__avx2;
 }

@@ -3,9 +3,11 @@
  * checking the CPU and OS support them.  Loops run 16 floats per vector (64 in the
  * reductions, four accumulators) and finish with one masked vector, so no scalar tail
  * computes anything differently.  exp and erfc follow kernels/approx.h. */
+#include "internal/common.h"
 #include "internal/half.h"
 #include "internal/kernels.h"
 #include "kernels/approx.h"
+#include "kernels/x86_avx512_vec.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -32,30 +34,6 @@ static void sd_k_cvt_bf16_f32__avx512(const uint16_t *src, float *dst, size_t n)
 }
 
 /* ---- vector math ------------------------------------------------------------------------ */
-
-static inline __mmask16 tail_mask(size_t n)
-{
-    return (__mmask16)((1u << n) - 1u);
-}
-
-/* exp(x); vmaxps/vminps return their second operand for NaN, so NaN propagates. */
-static inline __m512 exp_ps(__m512 x)
-{
-    x = _mm512_max_ps(_mm512_set1_ps(SD_EXP_ARG_MIN), x);
-    x = _mm512_min_ps(_mm512_set1_ps(SD_EXP_ARG_MAX), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(SD_LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SD_LN2_HI), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SD_LN2_LO), r);
-    __m512 p = _mm512_set1_ps(SD_EXP_P6);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P5));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP_P0));
-    return _mm512_scalef_ps(p, n); /* p * 2^n, subnormal and overflow results exact */
-}
 
 /* x * sigmoid(t): with e = exp(-|t|) (never overflows), x / (1 + e) for t >= 0 and
  * x e / (1 + e) for t < 0 */
@@ -313,6 +291,180 @@ static float sd_k_softmax_step_f32__avx512(float *s, size_t n, float *max, float
     return alpha;
 }
 
+/* ---- packed GEMM micro-kernel ------------------------------------------------------------
+ * 8 x 32 tile in 16 zmm accumulators; per k two vector loads of B and eight broadcasts of
+ * A.  `full` (constant after inlining) selects unmasked B loads for n == 32. */
+static inline __attribute__((always_inline)) void gemm_f32_tile(int64_t kc, const float *a,
+                                                                const float *b, int64_t ldb,
+                                                                float *c, int64_t ldc, int m,
+                                                                int n, bool acc, bool full)
+{
+    enum { MR = SD_GEMM_MR };
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++)
+        c0[r] = c1[r] = _mm512_setzero_ps();
+    __mmask16 k0 = full ? 0xFFFF : tail_mask((size_t)SD_MIN(n, 16));
+    __mmask16 k1 = full ? 0xFFFF : (n > 16 ? tail_mask((size_t)(n - 16)) : 0);
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0, b1;
+        if (full) {
+            b0 = _mm512_loadu_ps(b);
+            b1 = _mm512_loadu_ps(b + 16);
+        } else {
+            b0 = _mm512_maskz_loadu_ps(k0, b);
+            b1 = _mm512_maskz_loadu_ps(k1, b + 16);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_set1_ps(a[r]);
+            c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+        }
+        a += MR;
+        b += ldb;
+    }
+    for (int r = 0; r < m; r++) {
+        float *cr = c + r * ldc;
+        if (acc) {
+            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(k0, cr));
+            c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(k1, cr + 16));
+        }
+        _mm512_mask_storeu_ps(cr, k0, c0[r]);
+        _mm512_mask_storeu_ps(cr + 16, k1, c1[r]);
+    }
+}
+
+static void sd_k_gemm_f32__avx512(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                  float *c, int64_t ldc, int m, int n, bool acc)
+{
+    if (n == SD_GEMM_NR)
+        gemm_f32_tile(kc, a, b, ldb, c, ldc, m, n, acc, true);
+    else
+        gemm_f32_tile(kc, a, b, ldb, c, ldc, m, n, acc, false);
+}
+
+/* ---- flash attention ------------------------------------------------------------------------
+ * 32 query lanes = two zmm per row.  Scores: 8 keys at a time (8 x 2 accumulators over dh);
+ * the output update: 8 output features at a time over the block's keys.  Tails (keys or
+ * features not a multiple of 8) compute on a repeated last row and store only valid ones. */
+enum { ATT_ROWS = 8 };
+
+static void att_scores(const float *qt, int dh, const float *k, int64_t k_rs, int nk,
+                       int causal, float *s)
+{
+    enum { NQ = SD_ATT_NQ };
+    for (int j0 = 0; j0 < nk; j0 += ATT_ROWS) {
+        const float *kr[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++)
+            kr[r] = k + (int64_t)SD_MIN(j0 + r, nk - 1) * k_rs;
+        __m512 c0[ATT_ROWS], c1[ATT_ROWS];
+#pragma GCC unroll 8
+        for (int r = 0; r < ATT_ROWS; r++)
+            c0[r] = c1[r] = _mm512_setzero_ps();
+        for (int e = 0; e < dh; e++) {
+            __m512 q0 = _mm512_loadu_ps(qt + e * NQ), q1 = _mm512_loadu_ps(qt + e * NQ + 16);
+#pragma GCC unroll 8
+            for (int r = 0; r < ATT_ROWS; r++) {
+                __m512 kv = _mm512_set1_ps(kr[r][e]);
+                c0[r] = _mm512_fmadd_ps(kv, q0, c0[r]);
+                c1[r] = _mm512_fmadd_ps(kv, q1, c1[r]);
+            }
+        }
+        int rows = SD_MIN(ATT_ROWS, nk - j0);
+        for (int r = 0; r < rows; r++) {
+            int j = j0 + r;
+            /* lanes q < j - causal cannot see key j */
+            int64_t lim = (int64_t)j - causal;
+            uint32_t hide = lim <= 0 ? 0 : lim >= NQ ? 0xFFFFFFFFu : (1u << lim) - 1u;
+            __m512 ninf = _mm512_set1_ps(-INFINITY);
+            _mm512_storeu_ps(s + j * NQ, _mm512_mask_mov_ps(c0[r], (__mmask16)hide, ninf));
+            _mm512_storeu_ps(s + j * NQ + 16,
+                             _mm512_mask_mov_ps(c1[r], (__mmask16)(hide >> 16), ninf));
+        }
+    }
+}
+
+static void att_update(const float *s, int nk, const float *v, int64_t v_rs, int dh,
+                       __m512 alpha0, __m512 alpha1, float *ot)
+{
+    enum { NQ = SD_ATT_NQ };
+    for (int e0 = 0; e0 < dh; e0 += ATT_ROWS) {
+        int rows = SD_MIN(ATT_ROWS, dh - e0);
+        __m512 c0[ATT_ROWS], c1[ATT_ROWS];
+#pragma GCC unroll 8
+        for (int r = 0; r < ATT_ROWS; r++) {
+            if (r < rows) {
+                c0[r] = _mm512_mul_ps(_mm512_loadu_ps(ot + (e0 + r) * NQ), alpha0);
+                c1[r] = _mm512_mul_ps(_mm512_loadu_ps(ot + (e0 + r) * NQ + 16), alpha1);
+            } else {
+                c0[r] = c1[r] = _mm512_setzero_ps();
+            }
+        }
+        if (rows == ATT_ROWS) {
+            const float *vr = v + e0;
+            for (int j = 0; j < nk; j++, vr += v_rs) {
+                __m512 p0 = _mm512_loadu_ps(s + j * NQ), p1 = _mm512_loadu_ps(s + j * NQ + 16);
+#pragma GCC unroll 8
+                for (int r = 0; r < ATT_ROWS; r++) {
+                    __m512 vv = _mm512_set1_ps(vr[r]);
+                    c0[r] = _mm512_fmadd_ps(vv, p0, c0[r]);
+                    c1[r] = _mm512_fmadd_ps(vv, p1, c1[r]);
+                }
+            }
+        } else {
+            for (int j = 0; j < nk; j++) {
+                __m512 p0 = _mm512_loadu_ps(s + j * NQ), p1 = _mm512_loadu_ps(s + j * NQ + 16);
+                const float *vr = v + (int64_t)j * v_rs + e0;
+                for (int r = 0; r < rows; r++) {
+                    __m512 vv = _mm512_set1_ps(vr[r]);
+                    c0[r] = _mm512_fmadd_ps(vv, p0, c0[r]);
+                    c1[r] = _mm512_fmadd_ps(vv, p1, c1[r]);
+                }
+            }
+        }
+        for (int r = 0; r < rows; r++) {
+            _mm512_storeu_ps(ot + (e0 + r) * NQ, c0[r]);
+            _mm512_storeu_ps(ot + (e0 + r) * NQ + 16, c1[r]);
+        }
+    }
+}
+
+static void sd_k_attn_block_f32__avx512(const float *qt, int dh, const float *k, int64_t k_rs,
+                                        const float *v, int64_t v_rs, int nk, int causal,
+                                        float *ot, float *mx, float *sum, float *s)
+{
+    enum { NQ = SD_ATT_NQ };
+    att_scores(qt, dh, k, k_rs, nk, causal, s);
+    __m512 alpha0, alpha1;
+    att_softmax(s, nk, mx, sum, &alpha0, &alpha1);
+    att_update(s, nk, v, v_rs, dh, alpha0, alpha1, ot);
+}
+
+/* ---- machine peak -------------------------------------------------------------------------- */
+
+static double sd_k_peak_fma_f32__avx512(long iters)
+{
+    enum { NACC = 12 };
+    __m512 acc[NACC];
+    for (int j = 0; j < NACC; j++)
+        acc[j] = _mm512_set1_ps((float)j);
+    __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+    for (long i = 0; i < iters; i++) {
+        __asm__ volatile("" : "+v"(x), "+v"(y));
+#pragma GCC unroll 12
+        for (int j = 0; j < NACC; j++)
+            acc[j] = _mm512_fmadd_ps(acc[j], x, y);
+    }
+    __m512 t = acc[0];
+    for (int j = 1; j < NACC; j++)
+        t = _mm512_add_ps(t, acc[j]);
+    volatile float sink = _mm512_reduce_add_ps(t);
+    (void)sink;
+    return (double)iters * NACC * 16 * 2;
+}
+
 void sd_kernels_fill_avx512(sd_kernels *k)
 {
     k->cvt_f16_f32 = sd_k_cvt_f16_f32__avx512;
@@ -328,4 +480,8 @@ void sd_kernels_fill_avx512(sd_kernels *k)
     k->quick_gelu_f32 = sd_k_quick_gelu_f32__avx512;
     k->geglu_f32 = sd_k_geglu_f32__avx512;
     k->softmax_step_f32 = sd_k_softmax_step_f32__avx512;
+    k->gemm_f32 = sd_k_gemm_f32__avx512;
+    k->attn_block_f32 = sd_k_attn_block_f32__avx512;
+    k->peak_fma_f32 = sd_k_peak_fma_f32__avx512;
+    k->packed_f32 = true;
 }

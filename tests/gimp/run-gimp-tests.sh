@@ -11,8 +11,9 @@
 #
 # Sessions (one gimp-console each): A with the resident process (most tests), B with
 # SD_RESIDENT=0 and no models (in-process fallback, "no model found"), C with a short idle
-# timeout (model release, stopping the resident).  The work folder BUILD_DIR/gimp-tests (logs,
-# images) stays until the next run.
+# timeout (model release, stopping the resident); then GIMP's GUI under Xvfb for the undo
+# and dialog tests (gui-tests.sh; skipped without Xvfb and xdotool).  The work folder
+# BUILD_DIR/gimp-tests (logs, images, screenshots/ of the dialogs) stays until the next run.
 set -u
 build=${1:-build}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -67,9 +68,14 @@ data=$root/tests/data
 mkdir -p "$GIMP2_DIRECTORY/sd-models"
 ln -s "$data/tiny-sd15/model-f16.safetensors" "$GIMP2_DIRECTORY/sd-models/tiny-sd15.safetensors"
 ln -s "$data/tiny-sd15/model-f16.json" "$GIMP2_DIRECTORY/sd-models/tiny-sd15.json"
+# a preview decoder next to the models (never "the first model"; the dialogs' live previews)
+ln -s "$data/taesd/taesd_decoder.safetensors" "$GIMP2_DIRECTORY/sd-models/taesd_decoder.safetensors"
 ln -s "$data/tiny-sd15-inpaint/model-f16.safetensors" "$work/models/tiny-sd15-inpaint.safetensors"
 ln -s "$data/tiny-sd15-inpaint/model-f16.json" "$work/models/tiny-sd15-inpaint.json"
 ln -s "$data/tiny-sd15/diffusers" "$work/models/tiny-sd15-diffusers"
+# "turbo" in the name makes the engine treat it as SD-Turbo (the dialogs' presets)
+ln -s "$data/tiny-sd15/model-f16.safetensors" "$work/models/tiny-turbo.safetensors"
+ln -s "$data/tiny-sd15/model-f16.json" "$work/models/tiny-turbo.json"
 printf 'this is not a safetensors file\n' >"$work/models/broken.safetensors"
 
 # ---- 3. test images (deterministic) -----------------------------------------------------------
@@ -123,6 +129,8 @@ run_session() {
 
 PASSED_MARKERS=()
 export SD_MODEL_PATH=$work/models
+# SD_GIMP_TESTS=gui runs only the GUI tests (4b), for work on the dialogs
+if [ "${SD_GIMP_TESTS:-all}" != gui ]; then
 run_session "$work/session-a.log" \
     resident-fresh pdb-doc err-args err-interactive err-no-model err-broken-model err-taesd \
     err-indexed err-no-selection err-selection-elsewhere err-outpaint-nothing err-group \
@@ -140,97 +148,12 @@ SD_RESIDENT=0 SD_MODEL_PATH=$work/empty run_session "$work/session-b.log" \
 mv "$work/sd-models.away" "$GIMP2_DIRECTORY/sd-models"
 
 SD_RESIDENT_IDLE=0.3 run_session "$work/session-c.log" idle-release stop-fallback
+fi
 
-# ---- 4b. undo in the GUI: the PDB has no undo procedure, so GIMP runs under Xvfb with the
-#          Script-Fu server; the filters are called through it and Ctrl+Z is pressed in the
-#          image window (xdotool).  One Ctrl+Z must restore layers, canvas, offsets, selection
-#          and pixels.  Skipped (not passed) without Xvfb/xdotool. ------------------------------
-xvfb_pid="" gui_pid=""
-cleanup() {
-    [ -n "$gui_pid" ] && kill "$gui_pid" 2>/dev/null
-    [ -n "$xvfb_pid" ] && kill "$xvfb_pid" 2>/dev/null
-}
-trap cleanup EXIT
-
-# sf COMMAND: send one command to the Script-Fu server on $sf_port, print its reply
-sf() {
-    local n=${#1} hdr
-    exec 4<>"/dev/tcp/127.0.0.1/$sf_port" || return 1
-    printf "G\\x$(printf %02x $((n >> 8)))\\x$(printf %02x $((n & 255)))" >&4
-    printf '%s' "$1" >&4
-    hdr=$(head -c 4 <&4 | od -An -tu1)
-    set -- $hdr
-    [ $# -eq 4 ] && head -c $(($3 * 256 + $4)) <&4
-    exec 4>&-
-    [ $# -eq 4 ] && [ "$2" = 0 ]
-}
-
-gui_undo() {
-    local tool
-    for tool in Xvfb xdotool gimp-2.10; do
-        if ! command -v "$tool" >/dev/null; then
-            echo "skip  gimp undo-*: $tool not installed (SD_DEPS_EXTRA=dev tools/install-deps.sh)"
-            return
-        fi
-    done
-    local t0=$SECONDS dfile=$work/xvfb.display
-    Xvfb -displayfd 3 -screen 0 1280x900x24 -nolisten tcp 3>"$dfile" >"$work/xvfb.log" 2>&1 &
-    xvfb_pid=$!
-    local i
-    for i in $(seq 100); do [ -s "$dfile" ] && break; sleep 0.1; done
-    [ -s "$dfile" ] || { bad undo "Xvfb did not start (see $work/xvfb.log)"; return; }
-    sf_port=$((20000 + RANDOM % 20000))
-    DISPLAY=:$(cat "$dfile") timeout --kill-after=10 "${GIMP_TIMEOUT:-600}" gimp-2.10 \
-        --new-instance --no-splash --no-data --no-fonts --stack-trace-mode=never \
-        --console-messages -b "(plug-in-script-fu-server RUN-NONINTERACTIVE \"127.0.0.1\" \
-$sf_port \"$work/sf-server.log\")" >"$work/session-gui.log" 2>&1 &
-    gui_pid=$!
-    for i in $(seq 300); do sf '(+ 1 2)' >/dev/null 2>&1 && break; sleep 0.2; done
-    sf '(+ 1 2)' >/dev/null 2>&1 || { bad undo "GIMP's Script-Fu server did not answer"; return; }
-    sf "(begin (load \"$work/config.scm\") (load \"$tests_dir/sd-lib.scm\") \
-(load \"$tests_dir/sd-tests.scm\") (sd-undo-prepare))" >/dev/null
-    local win=""
-    for i in $(seq 50); do
-        win=$(DISPLAY=:$(cat "$dfile") xdotool search --onlyvisible --name 'rgb\.png' | head -n 1)
-        [ -n "$win" ] && break
-        sleep 0.2
-    done
-    [ -n "$win" ] || { bad undo "no image window"; return; }
-    local name args reply
-    for name in img2img outpaint; do
-        case $name in
-        img2img) args="\"plug-in-sd-img2img\" '((\"strength\" . 0.8))" ;;
-        outpaint)
-            args="\"plug-in-sd-outpaint\" '((\"extend-left\" . 16) (\"extend-bottom\" . 8))" ;;
-        esac
-        reply=$(sf "(sd-undo-run \"undo-$name\" $args)")
-        case $reply in *SD-UNDO-OK*) ;; *) bad "undo-$name" "${reply:-no reply}"; continue ;; esac
-        DISPLAY=:$(cat "$dfile") xdotool windowfocus --sync "$win" key --clearmodifiers ctrl+z
-        for i in $(seq 40); do
-            reply=$(sf "(sd-undo-check \"undo-$name\")")
-            case $reply in *SD-UNDO-OK*) break ;; esac
-            sleep 0.25
-        done
-        case $reply in
-        *SD-UNDO-OK*)
-            if same "$work/out/undo-$name-before.png" "$work/out/undo-$name-undone.png"; then
-                ok "undo-$name"
-            else
-                bad "undo-$name" "pixels differ after the undo"
-            fi ;;
-        *) bad "undo-$name" "${reply:-no reply}" ;;
-        esac
-    done
-    sf '(gimp-quit 1)' >/dev/null 2>&1
-    for i in $(seq 50); do kill -0 "$gui_pid" 2>/dev/null || break; sleep 0.2; done
-    cleanup
-    gui_pid="" xvfb_pid=""
-    rm -rf "$GIMP2_DIRECTORY/backups"
-    echo "      session-gui: 2 tests, $((SECONDS - t0)) s"
-}
-
+# ---- 4b. the GUI: undo, and the dialogs (tests/gimp/gui-tests.sh) -----------------------------
 same() { [ "$(compare -metric AE "$1" "$2" null: 2>&1)" = 0 ]; }
-gui_undo
+. "$tests_dir/gui-tests.sh"
+gui_tests
 
 # ---- 5. pixel checks (ImageMagick) --------------------------------------------------------------
 out=$work/out

@@ -105,10 +105,11 @@
     (gimp-image-delete img)))
 
 (define (test-err-interactive)
+  ; gimp-console has no display: the dialog cannot open, and says what to do instead
   (let* ((img (sd-load "rgb.png")) (d (sd-active img)))
     (sd-fails-cleanly "interactive" img
       (lambda () (sd-call-mode RUN-INTERACTIVE "plug-in-sd-img2img" (list img d) '()))
-      "dialog" "not available yet")
+      "dialog" "needs GIMP's user interface" "RUN-NONINTERACTIVE")
     (gimp-image-delete img)))
 
 (define (test-err-no-model)
@@ -541,3 +542,69 @@
                    tag ": after one undo " (sd-undo-state img) " instead of " sd-undo-before)
         (sd-save-composite img (string-append tag "-undone.png"))
         "undone"))))
+
+; ---- the dialogs in the GUI (run-gimp-tests.sh opens each one with a keyboard shortcut in the
+;      image window, as a user would, and drives it with xdotool; these prepare the images and
+;      check them through the Script-Fu server, which stays free while a dialog is open) -------
+
+(define sd-ui-img -1)
+(define sd-ui-display -1)
+(define sd-ui-after '())
+
+(define (sd-ui-state img)
+  (list (sd-n-layers img) (car (gimp-image-width img)) (car (gimp-image-height img))))
+
+; A copy of the test image named ui-<filter>.png (the window title tells the images apart),
+; with the selection the filter wants, in a display.
+(define (sd-ui-prepare filter)
+  (let* ((f (sd-path sd-work (string-append "ui-" filter ".png")))
+         (img (car (gimp-file-load RUN-NONINTERACTIVE f f))))
+    (cond ((equal? filter "txt2img")
+           (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 16 12 48 40))
+          ((equal? filter "img2img")
+           (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 20 10 50 40))
+          ((equal? filter "inpaint")
+           (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 20 14 52 44)
+           (gimp-selection-feather img 6)))
+    (set! sd-ui-display (car (gimp-display-new img)))
+    (gimp-displays-flush)
+    (set! sd-ui-img img)
+    (sd-save-composite img (string-append "ui-" filter "-before.png"))
+    (number->string img)))
+
+(define (sd-ui-reply thunk)
+  (let ((r (sd-try thunk)))
+    (if (eq? (car r) 'ok)
+        (string-append "SD-UI-OK " (sd->string (cdr r)))
+        (string-append "SD-UI-FAIL " (sd->string (cdr r))))))
+
+; After the first generation: one new layer on top, whose parasite records what was typed
+; into the dialog (each of `want`, "key=value" lines) and the canvas grown by `grow` px.
+(define (sd-ui-check-run filter grow want)
+  (sd-ui-reply
+    (lambda ()
+      (let* ((img sd-ui-img) (state (sd-ui-state img))
+             (top (vector-ref (cadr (gimp-image-get-layers img)) 0))
+             (par (sd-parasite top)))
+        (sd-assert (= (car state) 2) filter ": " (car state) " layers instead of 2")
+        (sd-assert (= (cadr state) (+ 96 grow)) filter ": canvas width " (cadr state))
+        (for-each (lambda (w) (sd-assert (sd-contains? par (string-append w "\n"))
+                                         filter ": the parameters lack " w ": " par))
+                  want)
+        (set! sd-ui-after state)
+        (sd-save-composite img (string-append "ui-" filter "-first.png"))
+        state))))
+
+; After a cancelled generation (and again after the dialog closed): nothing changed.
+(define (sd-ui-check-unchanged filter tag)
+  (sd-ui-reply
+    (lambda ()
+      (let ((state (sd-ui-state sd-ui-img)))
+        (sd-assert (equal? state sd-ui-after)
+                   filter " " tag ": " state " instead of " sd-ui-after)
+        (sd-save-composite sd-ui-img (string-append "ui-" filter "-" tag ".png"))
+        state))))
+
+(define (sd-ui-close)
+  (gimp-display-delete sd-ui-display)
+  "closed")

@@ -1,0 +1,38 @@
+/* internal/ops_packed.h - linear, conv2d and attention on the packed GEMM micro-kernels of
+ * the kernel table (ops_packed.c), and the work splitting they share with ops.c.  ops.c
+ * validates the arguments and calls these when ctx->packed; they trust their arguments. */
+#ifndef SD_INTERNAL_OPS_PACKED_H
+#define SD_INTERNAL_OPS_PACKED_H
+
+#include "internal/common.h"
+#include "internal/ctx.h"
+#include "internal/ops.h"
+
+/* ---- work splitting -------------------------------------------------------------------------
+ * fn(arg, item, slot) runs for every item in [0, n_items) on the ctx pool: one task per pool
+ * thread pulls items from an atomic counter (so uneven items balance); slot is in
+ * [0, sd_par_slots(ctx, n_items)) and no two concurrent calls share one, so each slot can
+ * own a piece of scratch.  Returns when all are done. */
+typedef void (*sd_par_fn)(void *arg, int64_t item, int slot);
+void sd_par_run(sd_ctx *ctx, int64_t n_items, sd_par_fn fn, void *arg);
+int sd_par_slots(const sd_ctx *ctx, int64_t n_items);
+
+/* y[M,N] = x[M,K] W^T (+ bias[N]); W [N,K] contiguous float (F32/F16/BF16), checked by the
+ * caller; bias float32 or NULL.  Errors: SD_ERR_NOMEM. */
+sd_status sd_packed_linear(sd_ctx *ctx, const float *x, int64_t M, int64_t K,
+                           const sd_tensor *w, int64_t N, const float *bias, float *y,
+                           sd_error *err);
+
+/* The convolution of ops.h on x [N,C,H,W] -> y [N,O,Ho,Wo]; W [O, C, kh, kw] contiguous
+ * float, checked by the caller; bias float32 or NULL.  Errors: SD_ERR_NOMEM. */
+sd_status sd_packed_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int W,
+                           const sd_tensor *w, int O, int kh, int kw,
+                           const sd_conv2d_params *p, int Ho, int Wo, const float *bias,
+                           float *y, sd_error *err);
+
+/* The attention of ops.h (arguments checked by the caller) on the flash-attention kernel.
+ * Errors: SD_ERR_NOMEM. */
+sd_status sd_packed_attention(sd_ctx *ctx, const float *q, const float *k, const float *v,
+                              float *out, const sd_attn_params *p, sd_error *err);
+
+#endif

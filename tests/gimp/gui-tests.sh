@@ -1,0 +1,303 @@
+# tests/gimp/gui-tests.sh - the GIMP GUI tests of gimp-sd, sourced by run-gimp-tests.sh (they
+# use its variables work, build, in, tests_dir and its functions ok, bad, same).
+#
+# GIMP runs with its user interface under Xvfb, with the Script-Fu server, in the isolated
+# profile; xdotool types into its windows.  Skipped (not passed) without Xvfb/xdotool.
+#
+#   undo-*    the PDB has no undo procedure: the filters are called through the Script-Fu
+#             server and Ctrl+Z is pressed in the image window.  One Ctrl+Z must restore
+#             layers, canvas, offsets, selection and pixels.
+#   dialog-*  each filter's dialog as a user meets it: opened with a keyboard shortcut in the
+#             image window (assigned in the profile's menurc), fields set through their
+#             mnemonics, Generate -> a new layer whose parameters are what was typed; then a
+#             long generation, a screenshot of the dialog while it runs
+#             (screenshots/<filter>.png), Cancel -> the generation stops within 3 s and the
+#             image is unchanged; Help -> the filter's page of the installed help (a stand-in
+#             browser records the address GIMP's help system opens); Close.  The Script-Fu
+#             server stays free while a dialog is open, so the image is checked through it.
+
+gui_pid="" xvfb_pid="" gui_display="" sf_port=""
+
+gui_cleanup() {
+    [ -n "$gui_pid" ] && kill "$gui_pid" 2>/dev/null
+    [ -n "$xvfb_pid" ] && kill "$xvfb_pid" 2>/dev/null
+    gui_pid="" xvfb_pid=""
+}
+trap gui_cleanup EXIT
+
+# sf COMMAND: send one command to the Script-Fu server on $sf_port, print its reply
+sf() {
+    local n=${#1} hdr
+    exec 4<>"/dev/tcp/127.0.0.1/$sf_port" || return 1
+    printf "G\\x$(printf %02x $((n >> 8)))\\x$(printf %02x $((n & 255)))" >&4
+    printf '%s' "$1" >&4
+    hdr=$(head -c 4 <&4 | od -An -tu1)
+    set -- $hdr
+    [ $# -eq 4 ] && head -c $(($3 * 256 + $4)) <&4
+    exec 4>&-
+    [ $# -eq 4 ] && [ "$2" = 0 ]
+}
+
+xdo() { DISPLAY=$gui_display xdotool "$@"; }
+shot() { DISPLAY=$gui_display import -window "$1" "$work/screenshots/$2.png"; }
+
+# wait_window REGEX SECONDS: print the id of the first visible window whose name matches
+wait_window() {
+    local i w
+    for i in $(seq $(($2 * 5))); do
+        w=$(xdo search --onlyvisible --name "$1" 2>/dev/null | head -n 1)
+        [ -n "$w" ] && { echo "$w"; return 0; }
+        sleep 0.2
+    done
+    return 1
+}
+
+# wait_title WIN REGEX SECONDS [not]: until the window's name matches REGEX (or, with "not",
+# no longer does)
+wait_title() {
+    local i name
+    for i in $(seq $(($3 * 20))); do
+        name=$(xdo getwindowname "$1" 2>/dev/null) || return 1
+        if [ "${4:-}" = not ]; then
+            [[ $name =~ $2 ]] || return 0
+        else
+            [[ $name =~ $2 ]] && return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# gui_start: Xvfb, GIMP with the Script-Fu server, shortcuts for the five dialogs, a stand-in
+# web browser for the help pages
+gui_start() {
+    local tool i
+    for tool in Xvfb xdotool gimp-2.10 import; do
+        if ! command -v "$tool" >/dev/null; then
+            echo "skip  gimp undo-*, dialog-*: $tool not installed" \
+                 "(SD_DEPS_EXTRA=dev tools/install-deps.sh)"
+            return 1
+        fi
+    done
+    local k=1 f
+    for f in txt2img img2img inpaint outpaint denoise; do
+        echo "(gtk_accel_path \"<Actions>/plug-in/plug-in-sd-$f\" \"<Primary><Alt>$k\")"
+        k=$((k + 1))
+    done >>"$GIMP2_DIRECTORY/menurc"
+    mkdir -p "$XDG_DATA_HOME/applications" "$XDG_CONFIG_HOME"
+    printf '#!/bin/sh\necho "$1" >>"%s"\n' "$work/help-uri.log" >"$work/browser.sh"
+    chmod +x "$work/browser.sh"
+    printf '[Desktop Entry]\nType=Application\nName=gimp-sd test browser\nExec=%s %%u\n%s\n' \
+        "$work/browser.sh" 'MimeType=text/html;' \
+        >"$XDG_DATA_HOME/applications/sd-test-browser.desktop"
+    printf '[Default Applications]\ntext/html=sd-test-browser.desktop\n' \
+        >"$XDG_CONFIG_HOME/mimeapps.list"
+
+    local dfile=$work/xvfb.display
+    Xvfb -displayfd 3 -screen 0 1280x900x24 -nolisten tcp 3>"$dfile" >"$work/xvfb.log" 2>&1 &
+    xvfb_pid=$!
+    for i in $(seq 100); do [ -s "$dfile" ] && break; sleep 0.1; done
+    [ -s "$dfile" ] || { bad gui "Xvfb did not start (see $work/xvfb.log)"; return 1; }
+    gui_display=:$(cat "$dfile")
+    sf_port=$((20000 + RANDOM % 20000))
+    DISPLAY=$gui_display timeout --kill-after=10 "${GIMP_TIMEOUT:-600}" gimp-2.10 \
+        --new-instance --no-splash --no-data --no-fonts --stack-trace-mode=never \
+        --console-messages -b "(plug-in-script-fu-server RUN-NONINTERACTIVE \"127.0.0.1\" \
+$sf_port \"$work/sf-server.log\")" >"$work/session-gui.log" 2>&1 &
+    gui_pid=$!
+    for i in $(seq 300); do sf '(+ 1 2)' >/dev/null 2>&1 && break; sleep 0.2; done
+    sf '(+ 1 2)' >/dev/null 2>&1 || { bad gui "GIMP's Script-Fu server did not answer"; return 1; }
+    sf "(begin (load \"$work/config.scm\") (load \"$tests_dir/sd-lib.scm\") \
+(load \"$tests_dir/sd-tests.scm\"))" >/dev/null
+}
+
+gui_stop() {
+    local i
+    sf '(gimp-quit 1)' >/dev/null 2>&1
+    for i in $(seq 50); do kill -0 "$gui_pid" 2>/dev/null || break; sleep 0.2; done
+    gui_cleanup
+    rm -rf "$GIMP2_DIRECTORY/backups"
+}
+
+# ---- undo ----------------------------------------------------------------------------------------
+
+gui_undo() {
+    local t0=$SECONDS
+    sf "(sd-undo-prepare)" >/dev/null
+    local win
+    win=$(wait_window 'rgb\.png' 10) || { bad undo "no image window"; return; }
+    local name args reply i
+    for name in img2img outpaint; do
+        case $name in
+        img2img) args="\"plug-in-sd-img2img\" '((\"strength\" . 0.8))" ;;
+        outpaint)
+            args="\"plug-in-sd-outpaint\" '((\"extend-left\" . 16) (\"extend-bottom\" . 8))" ;;
+        esac
+        reply=$(sf "(sd-undo-run \"undo-$name\" $args)")
+        case $reply in *SD-UNDO-OK*) ;; *) bad "undo-$name" "${reply:-no reply}"; continue ;; esac
+        xdo windowfocus --sync "$win" key --clearmodifiers ctrl+z
+        for i in $(seq 40); do
+            reply=$(sf "(sd-undo-check \"undo-$name\")")
+            case $reply in *SD-UNDO-OK*) break ;; esac
+            sleep 0.25
+        done
+        case $reply in
+        *SD-UNDO-OK*)
+            if same "$work/out/undo-$name-before.png" "$work/out/undo-$name-undone.png"; then
+                ok "undo-$name"
+            else
+                bad "undo-$name" "pixels differ after the undo"
+            fi ;;
+        *) bad "undo-$name" "${reply:-no reply}" ;;
+        esac
+    done
+    echo "      gui undo: 2 tests, $((SECONDS - t0)) s"
+}
+
+# ---- dialogs -------------------------------------------------------------------------------------
+
+# ui_set KEYS TEXT: focus a field by its mnemonic (alt+KEY), replace its text, leave it (Tab
+# commits a spin button's value)
+ui_set() {
+    xdo key --clearmodifiers "alt+$1" ctrl+a
+    xdo type --delay 15 "$2"
+    xdo key Tab
+}
+
+# gui_dialog FILTER SHORTCUT TITLE GROW WANT... : the test of one filter's dialog (see the
+# header); the filter's own fields are set by ui_fields_FILTER; WANT are key=value lines the new
+# layer's parameters must hold.
+gui_dialog() {
+    local f=$1 key=$2 title=$3 grow=$4 t=dialog-$1
+    shift 4
+    local want="" w
+    for w in "$@"; do want="$want \"$w\""; done
+    local src=rgb.png
+    [ "$f" = denoise ] && src=noisy.png
+    cp "$in/$src" "$work/ui-$f.png"
+    local reply img dlg i
+    reply=$(sf "(sd-ui-prepare \"$f\")") || { bad "$t" "prepare: $reply"; return; }
+    img=$(wait_window "ui-$f\\.png" 10) || { bad "$t" "no image window"; return; }
+    xdo windowfocus --sync "$img" key --clearmodifiers "ctrl+alt+$key"
+    dlg=$(wait_window "^Stable Diffusion: $title\$" 30) ||
+        { bad "$t" "the dialog did not open (see $work/session-gui.log)"; return; }
+    xdo windowfocus --sync "$dlg"
+    sleep 0.3
+
+    # the fields, then Generate: a new layer with what was typed.  txt2img first picks the
+    # Turbo model (last in the list): its presets (1 step, no guidance) replace the sampling
+    # fields and set the resolution back to native, so that comes before the rest.
+    [ "$f" = txt2img ] && xdo key --clearmodifiers alt+m End
+    ui_set p "a lighthouse at dusk"
+    ui_set d 4242
+    # open Advanced: its fields take mnemonics once the window has grown to show them
+    local size
+    size=$(xdo getwindowgeometry "$dlg" | grep Geometry)
+    xdo key alt+a
+    for i in $(seq 50); do
+        [ "$(xdo getwindowgeometry "$dlg" | grep Geometry)" != "$size" ] && break
+        sleep 0.1
+    done
+    sleep 0.3
+    ui_set o 64
+    "ui_fields_$f" "$dlg"
+    xdo key alt+g
+    if ! wait_title "$img" ', 2 layers\)' 60 || ! wait_title "$dlg" generating 10 not; then
+        bad "$t" "no new layer after Generate"
+        xdo key --clearmodifiers alt+c
+        return
+    fi
+    reply=$(sf "(sd-ui-check-run \"$f\" $grow (list \"prompt=a lighthouse at dusk\" \
+\"seed=4242\" \"resolution=64\" $want))")
+    case $reply in *SD-UI-OK*) ;; *) bad "$t" "${reply:-no reply}"; xdo key alt+c; return ;; esac
+    shot "$dlg" "$f-done"
+
+    # a long generation, cancelled
+    ui_set s 1000
+    xdo key alt+g
+    wait_title "$dlg" generating 5 || { bad "$t" "the second generation did not start"; return; }
+    sleep 1.5
+    shot "$dlg" "$f"
+    xdo key --clearmodifiers alt+n
+    if ! wait_title "$dlg" generating 3 not; then
+        bad "$t" "Cancel did not stop the generation within 3 s"
+        return
+    fi
+    reply=$(sf "(sd-ui-check-unchanged \"$f\" \"cancelled\")")
+    case $reply in *SD-UI-OK*) ;; *) bad "$t" "after Cancel: ${reply:-no reply}"; return ;; esac
+    same "$work/out/ui-$f-first.png" "$work/out/ui-$f-cancelled.png" ||
+        { bad "$t" "the cancelled generation changed the pixels"; return; }
+
+    # Help: GIMP's help system opens the filter's installed page
+    : >"$work/help-uri.log"
+    xdo key --clearmodifiers alt+h
+    local page=$f
+    for i in $(seq 50); do [ -s "$work/help-uri.log" ] && break; sleep 0.2; done
+    local uri
+    uri=$(head -n 1 "$work/help-uri.log")
+    case $uri in
+    */plug-ins/gimp-sd/help/en/$page.html) ;;
+    *) bad "$t" "Help opened \"$uri\", not the installed $page.html"; return ;;
+    esac
+    [ -f "${uri#file://}" ] || { bad "$t" "the help page $uri does not exist"; return; }
+
+    # Close: nothing more happens to the image
+    xdo windowfocus --sync "$dlg" key --clearmodifiers alt+c
+    for i in $(seq 50); do xdo getwindowname "$dlg" >/dev/null 2>&1 || break; sleep 0.2; done
+    reply=$(sf "(sd-ui-check-unchanged \"$f\" \"closed\")")
+    case $reply in *SD-UI-OK*) ;; *) bad "$t" "after Close: ${reply:-no reply}"; return ;; esac
+    sf "(sd-ui-close)" >/dev/null
+    ok "$t"
+}
+
+# The filters' own fields.
+ui_fields_txt2img() {
+    ui_set w 48
+    ui_set e 40
+}
+ui_fields_img2img() {
+    # first a request too large for SD_MEMORY_LIMIT_MB: the error is shown in the dialog and
+    # nothing happens to the image (the layer count checked after the next run)
+    ui_set o 4096
+    xdo key alt+g
+    sleep 1.5
+    shot "$1" img2img-error
+    ui_set o 64
+    ui_set s 3
+    ui_set r 0.5
+}
+ui_fields_inpaint() {
+    ui_set s 3
+    ui_set b 2
+    xdo key --clearmodifiers alt+e Down         # masked content: fill
+}
+ui_fields_outpaint() {
+    ui_set s 3
+    ui_set e 8
+    ui_set r 16
+}
+ui_fields_denoise() {
+    ui_set s 3
+}
+
+gui_dialogs() {
+    local t0=$SECONDS
+    mkdir -p "$work/screenshots"
+    gui_dialog txt2img 1 "Text to Image" 0 "model=tiny-turbo.safetensors" "steps=1" "cfg-scale=0" \
+        "sampler=euler_a" "width=48" "height=40"
+    gui_dialog img2img 2 "Image to Image" 0 "steps=3" "strength=0.5"
+    gui_dialog inpaint 3 "Inpaint" 0 "steps=3" "mask-blur=2" "masked-content=fill"
+    gui_dialog outpaint 4 "Outpaint" 24 "steps=3" "extend-left=8" "extend-right=16" \
+        "cfg-scale=-1" "sampler=auto"
+    gui_dialog denoise 5 "Denoise" 0 "steps=3" "strength=-1"
+    echo "      gui dialogs: 5 tests, $((SECONDS - t0)) s; screenshots in $work/screenshots"
+}
+
+gui_tests() {
+    local t0=$SECONDS
+    gui_start || { gui_cleanup; return; }
+    gui_undo
+    gui_dialogs
+    gui_stop
+    echo "      session-gui: $((SECONDS - t0)) s"
+}
