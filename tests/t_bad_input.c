@@ -1,11 +1,12 @@
 /* tests/t_bad_input.c - the bad input a user can hand the engine and the `sd` tool that no
  * other test covers, each with what must happen (docs/bad-input.md is the table):
  * 1x1 pictures and extreme aspect ratios in every filter, whole and empty and out-of-range
- * masks, NaN and infinite samples, malformed prompts, out-of-range filter parameters, and
- * models missing their text encoder or VAE, malformed PNG files on the command line (a tiny file declaring a 2 GB text chunk, a cut
- * file, a file that is no PNG, a missing file, a mask of the wrong size).  A refused call
- * must leave the caller's buffers untouched, the result zero and nothing allocated; the
- * tool must exit non-zero with one line naming the file and write no output. */
+ * masks, NaN and infinite samples, malformed prompts, out-of-range filter parameters, models
+ * missing their text encoder or VAE, and malformed PNG files on the command line (a tiny
+ * file declaring a 2 GB text chunk, a cut file, a file that is no PNG, a missing file, a
+ * mask of the wrong size).  A refused call must leave the caller's buffers untouched, the
+ * result zero and nothing allocated; the tool must exit non-zero with one line naming the
+ * file and write no output. */
 #include "harness.h"
 
 #include "internal/common.h"
@@ -142,7 +143,7 @@ static void test_tiny_images(void)
     free(tall.data);
 }
 
-/* ---- masks ------------------------------------------------------------------------------------ */
+/* ---- masks ----------------------------------------------------------------------------------- */
 
 static void test_masks(void)
 {
@@ -186,7 +187,8 @@ static void test_masks(void)
     expect_ok("img2img, no mask", sd15, &p, 64, 48, &a);
     p.mask = &empty;
     expect_ok("img2img, empty mask", sd15, &p, 64, 48, &b);
-    CHECK(a.image.data && b.image.data && !memcmp(a.image.data, b.image.data, image_bytes(&a.image)),
+    CHECK(a.image.data && b.image.data &&
+              !memcmp(a.image.data, b.image.data, image_bytes(&a.image)),
           "img2img: an empty mask is the whole picture");
     sd_gen_result_free(&a);
     sd_gen_result_free(&b);
@@ -290,7 +292,7 @@ static void test_prompts_and_params(void)
     free(img.data);
 }
 
-/* ---- models with parts missing ------------------------------------------------------------------ */
+/* ---- models with parts missing --------------------------------------------------------------- */
 
 /* A diffusers folder in the scratch space holding the golden model's `parts` (symlinks). */
 static const char *partial_folder(const char *name, const char *const *parts, int n)
@@ -367,7 +369,7 @@ static void test_model_parts(void)
     sd_model_free(taesd_dec);
 }
 
-/* ---- PNG files on the command line ------------------------------------------------------------- */
+/* ---- PNG files on the command line ----------------------------------------------------------- */
 
 static void write_bytes(const char *path, const void *data, size_t n)
 {
@@ -412,7 +414,8 @@ static void write_gray_png(const char *path, int w, int h, unsigned char value)
     for (size_t i = 0; i < nraw; i++)
         a = (a + raw[i]) % 65521, b = (b + a) % 65521;
     z[zn++] = 0x78, z[zn++] = 0x01, z[zn++] = 0x01; /* zlib header, final stored block */
-    z[zn++] = nraw & 0xFF, z[zn++] = nraw >> 8, z[zn++] = ~nraw & 0xFF, z[zn++] = (~nraw >> 8) & 0xFF;
+    z[zn++] = nraw & 0xFF, z[zn++] = nraw >> 8;
+    z[zn++] = ~nraw & 0xFF, z[zn++] = (~nraw >> 8) & 0xFF;
     memcpy(z + zn, raw, nraw);
     zn += nraw;
     uint32_t ad = b << 16 | a;

@@ -4,8 +4,9 @@
  * step, the VAE) with a 2-thread pool, again and again, and two ctxs generating at the same
  * time from two threads with one shared model.  Cancelled runs must return SD_CANCELLED
  * promptly (the callback is not called again once it said stop), leave the result zero,
- * leak nothing and call back only on the calling thread; concurrent runs must give exactly
- * the pictures the same requests give one after the other. */
+ * leak nothing and call back only on the calling thread; concurrent runs (the first of them
+ * on a model nobody has used yet, so both threads pack its weights at once) must give
+ * exactly the pictures the same requests give one after the other. */
 #include "harness.h"
 
 #include "internal/common.h"
@@ -107,6 +108,7 @@ static void test_cancel(sd_ctx *ctx)
 
 typedef struct worker {
     sd_ctx *ctx;
+    const sd_model *m;
     int64_t seed;
     int reps;
     sd_gen_result out[4];
@@ -120,20 +122,27 @@ static void *worker_main(void *arg)
     sd_gen_params p = request(w->seed);
     w->st = SD_OK;
     for (int i = 0; i < w->reps && w->st == SD_OK; i++)
-        w->st = sd_generate(w->ctx, sd15, &p, &w->out[i], &w->err);
+        w->st = sd_generate(w->ctx, w->m, &p, &w->out[i], &w->err);
     return NULL;
 }
 
 static void test_two_ctxs(sd_ctx *a, sd_ctx *b)
 {
     /* references, one after the other */
-    worker ref[2] = {{.ctx = a, .seed = 5, .reps = 1}, {.ctx = b, .seed = 6, .reps = 1}};
+    worker ref[2] = {{.ctx = a, .m = sd15, .seed = 5, .reps = 1},
+                     {.ctx = b, .m = sd15, .seed = 6, .reps = 1}};
     worker_main(&ref[0]);
     worker_main(&ref[1]);
     CHECK(ref[0].st == SD_OK && ref[1].st == SD_OK, "references: %s %s", ref[0].err.msg,
           ref[1].err.msg);
-    /* the same at the same time, a few times each */
-    worker w[2] = {{.ctx = a, .seed = 5, .reps = 3}, {.ctx = b, .seed = 6, .reps = 3}};
+    /* the same at the same time, a few times each, on a freshly loaded copy of the model:
+     * both threads pack its weights into the kernels' layout at once on the first run */
+    sd_model *fresh = NULL;
+    sd_error err = {0};
+    CHECK(sd_model_load(a, t_data("tiny-sd15/model-f16.safetensors"), &fresh, &err) == SD_OK,
+          "%s", err.msg);
+    worker w[2] = {{.ctx = a, .m = fresh, .seed = 5, .reps = 3},
+                   {.ctx = b, .m = fresh, .seed = 6, .reps = 3}};
     pthread_t th[2];
     for (int k = 0; k < 2; k++)
         CHECK(pthread_create(&th[k], NULL, worker_main, &w[k]) == 0, "pthread_create");
@@ -153,6 +162,7 @@ static void test_two_ctxs(sd_ctx *a, sd_ctx *b)
         }
         sd_gen_result_free(&ref[k].out[0]);
     }
+    sd_model_free(fresh);
 }
 
 int main(void)
