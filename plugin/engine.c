@@ -60,6 +60,7 @@ gboolean sdp_engine_ctx(sdp_engine *e, sd_ctx **ctx, GError **error)
         sd_error err = {0};
         sd_ctx_params cp = sd_ctx_params_default();
         cp.n_threads = n_threads();
+        cp.precision = SD_PRECISION_AUTO; /* bf16 products where fast; $SD_PRECISION=fp32 */
         if (sd_ctx_new(&cp, &e->ctx, &err) != SD_OK) {
             g_set_error(error, SDP_ERROR, SDP_ERROR_FAILED,
                         "the Stable Diffusion engine could not start: %s", err.msg);

@@ -4,6 +4,8 @@
 #include "internal/kernels.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 sd_ctx_params sd_ctx_params_default(void)
 {
@@ -16,14 +18,34 @@ sd_ctx_params sd_ctx_params_default(void)
     };
 }
 
+/* SD_PRECISION_AUTO: BF16 unless $SD_PRECISION asks for fp32 (see PRECISION in sd.h). */
+static sd_status resolve_auto(sd_precision *p, sd_error *err)
+{
+    const char *env = getenv("SD_PRECISION");
+    if (!env || !*env || !strcmp(env, "auto") || !strcmp(env, "bf16"))
+        *p = SD_PRECISION_BF16;
+    else if (!strcmp(env, "fp32"))
+        *p = SD_PRECISION_FP32;
+    else
+        return sd_fail(err, SD_ERR_INVALID_ARG,
+                       "SD_PRECISION must be fp32, bf16 or auto, not '%.40s'", env);
+    return SD_OK;
+}
+
 sd_status sd_ctx_new(const sd_ctx_params *p, sd_ctx **out, sd_error *err)
 {
     *out = NULL;
     sd_ctx_params params = p ? *p : sd_ctx_params_default();
     if (params.n_threads < 0)
         return sd_fail(err, SD_ERR_INVALID_ARG, "n_threads must be >= 0 (0 = all cores)");
-    if (params.precision != SD_PRECISION_FP32 && params.precision != SD_PRECISION_BF16)
+    if (params.precision != SD_PRECISION_FP32 && params.precision != SD_PRECISION_BF16 &&
+        params.precision != SD_PRECISION_AUTO)
         return sd_fail(err, SD_ERR_INVALID_ARG, "unknown precision %d", (int)params.precision);
+    if (params.precision == SD_PRECISION_AUTO) {
+        sd_status st = resolve_auto(&params.precision, err);
+        if (st != SD_OK)
+            return st;
+    }
     sd_ctx *ctx = sd_calloc(1, sizeof *ctx);
     if (!ctx)
         return sd_fail_nomem(err, "context");

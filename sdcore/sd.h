@@ -64,12 +64,15 @@
  *   (freed by sd_model_free): the first call of a network is slower than the next ones.
  *
  * PRECISION
- *   By default every product is float32.  sd_ctx_params.precision = SD_PRECISION_BF16 runs
- *   the convolutions, linear layers and attention products of the UNet and the VAE on
- *   bfloat16-rounded operands with float32 accumulation when the CPU has a bf16 dot product
- *   (AVX512_BF16; otherwise it changes nothing); norms, softmax, residual sums and the text
- *   encoder stay float32.  About twice as fast where available; a UNet output moves by up
- *   to ~7e-3 relative (L2) on the test models.
+ *   sd_ctx_params.precision = SD_PRECISION_FP32 (the default of sd_ctx_params_default) makes
+ *   every product float32.  SD_PRECISION_BF16 runs the convolutions, linear layers and
+ *   attention products of the UNet and the VAE on bfloat16-rounded operands with float32
+ *   accumulation when the CPU has a bf16 dot product (AVX512_BF16; otherwise it changes
+ *   nothing); norms, softmax, residual sums and the text encoder stay float32.  About twice
+ *   as fast where available; a UNet output moves by up to ~1e-2 relative (L2).
+ *   SD_PRECISION_AUTO, what applications should pass, is BF16 unless the environment
+ *   variable SD_PRECISION says fp32 (SD_PRECISION=fp32|bf16|auto), so a user can ask for
+ *   exact float32 without the application knowing.
  */
 #ifndef SD_H
 #define SD_H
@@ -119,6 +122,7 @@ typedef struct sd_ctx sd_ctx;
 typedef enum sd_precision {
     SD_PRECISION_FP32 = 0,       /* float32 products (the default) */
     SD_PRECISION_BF16,           /* bf16 products, float32 accumulation (see PRECISION) */
+    SD_PRECISION_AUTO,           /* BF16 unless $SD_PRECISION=fp32 (see PRECISION) */
 } sd_precision;
 
 typedef struct sd_ctx_params {

@@ -5,7 +5,8 @@
  * must stay within a relative L2 error of BF16_REL_L2 of the float32 one.  On a CPU with a
  * native bf16 dot product the bf16 UNet run must also differ from the float32 one (else the
  * mode did nothing and the bound would be vacuous).  The text encoder runs in float32 in
- * both modes (text_encoder.c says why): its results must be identical. */
+ * both modes (text_encoder.c says why): its results must be identical.  Last, AUTO
+ * precision follows $SD_PRECISION (unset/auto/bf16: bf16; fp32: float32; else refused). */
 #include "harness.h"
 #include "case_util.h"
 #include "internal/ctx.h"
@@ -16,6 +17,7 @@
 #include "internal/unet.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BF16_REL_L2 1e-2
@@ -145,8 +147,44 @@ static void test_text(const char *model, sd_ctx *fp, sd_ctx *bf)
     sd_model_free(m);
 }
 
+/* A ctx of AUTO precision under SD_PRECISION=value (NULL: unset): its bf16 flag, or -1 when
+ * sd_ctx_new refused it (with SD_ERR_INVALID_ARG naming the variable). */
+static int auto_bf16(const char *value)
+{
+    if (value)
+        setenv("SD_PRECISION", value, 1);
+    else
+        unsetenv("SD_PRECISION");
+    sd_ctx_params cp = sd_ctx_params_default();
+    cp.n_threads = 1;
+    cp.precision = SD_PRECISION_AUTO;
+    sd_ctx *ctx = NULL;
+    sd_error err = {0};
+    sd_status st = sd_ctx_new(&cp, &ctx, &err);
+    unsetenv("SD_PRECISION");
+    if (st != SD_OK) {
+        CHECK(st == SD_ERR_INVALID_ARG && strstr(err.msg, "SD_PRECISION"),
+              "SD_PRECISION=%s: refused with %s '%s'", value, sd_status_str(st), err.msg);
+        return -1;
+    }
+    int bf = ctx->bf16;
+    sd_ctx_free(ctx);
+    return bf;
+}
+
+static void test_auto(void)
+{
+    int native = sd_kernels_get()->native_bf16;
+    CHECK(auto_bf16(NULL) == native, "AUTO, SD_PRECISION unset: bf16 where native");
+    CHECK(auto_bf16("auto") == native, "SD_PRECISION=auto: bf16 where native");
+    CHECK(auto_bf16("bf16") == native, "SD_PRECISION=bf16: bf16 where native");
+    CHECK(auto_bf16("fp32") == 0, "SD_PRECISION=fp32: float32");
+    CHECK(auto_bf16("half") == -1, "SD_PRECISION=half: refused");
+}
+
 int main(void)
 {
+    test_auto();
     sd_ctx *fp = new_ctx(SD_PRECISION_FP32), *bf = new_ctx(SD_PRECISION_BF16);
     if (fp && bf) {
         printf("t_precision: fp32 ctx %s, bf16 ctx %s\n", sd_ctx_matmul_name(fp),

@@ -27,9 +27,10 @@ bool sd_cli_parse_float(const char *s, double lo, double hi, double *out);
  * Returns 0, or 1 after printing "sd <cmd>: <opt> takes a thread count ...". */
 int sd_cli_parse_threads(const char *cmd, const char *opt, const char *s, long *out);
 /* A context with `threads` worker threads (0: every core; use_ref: the scalar reference
- * kernels) and the model at `path` loaded on it.  Returns 0, or 1 after printing the error,
- * with *ctx and *m NULL.  The caller frees both (sd_model_free, then sd_ctx_free). */
+ * kernels; precision as sd_ctx_params) and the model at `path` loaded on it.  Returns 0, or
+ * 1 after printing the error, with *ctx and *m NULL.  The caller frees both (sd_model_free,
+ * then sd_ctx_free). */
 int sd_cli_open_model(const char *cmd, const char *path, long threads, bool use_ref,
-                      sd_ctx **ctx, sd_model **m);
+                      sd_precision precision, sd_ctx **ctx, sd_model **m);
 
 #endif

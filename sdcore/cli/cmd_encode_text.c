@@ -46,7 +46,7 @@ static int cmd_encode_text(int argc, char **argv)
     sd_tokenizer *tok = NULL;
     float *hidden = NULL;
     int n_windows = 0;
-    if (sd_cli_open_model(NAME, model, threads, false, &ctx, &m))
+    if (sd_cli_open_model(NAME, model, threads, false, SD_PRECISION_FP32, &ctx, &m))
         return 1;
     if (sd_tokenizer_new(&tok, &err) ||
         sd_text_encode_prompt(ctx, m, tok, prompt, raw, (int)clip_skip, &hidden, &n_windows,

@@ -3,7 +3,9 @@
  * sd_generate (the same entry point the GIMP plug-in uses); images come and go as PNG or as
  * a safetensors tensor `image` [1,3,H,W] (masks: [1,1,H,W]) with values 0..1.
  * `--noise FILE` replays the random draws recorded in a golden case file and `--reference`
- * asks for exactly what diffusers does, so golden cases replay from the command line. */
+ * asks for exactly what diffusers does, so golden cases replay from the command line.
+ * `--precision` picks the ctx precision: auto (bf16 products where the CPU has them, unless
+ * $SD_PRECISION=fp32) by default, fp32 with --reference. */
 #include "cli/cli.h"
 #include "cli/image_png.h"
 #include "internal/common.h"
@@ -18,6 +20,7 @@ typedef struct gen_opts {
     const char *cmd;
     const char *model, *taesd, *input, *mask, *noise, *save_latents, *out;
     long threads;
+    int precision; /* an sd_precision, or -1: not given (AUTO; FP32 with --reference) */
     sd_gen_params p;
 } gen_opts;
 
@@ -287,6 +290,16 @@ static int parse(int argc, char **argv, gen_opts *o)
             p->whole_image = true;
         } else if (!strcmp(a, "--no-color-match")) {
             p->color_match = false;
+        } else if (!strcmp(a, "--precision")) {
+            NEED_VALUE();
+            if (!strcmp(v, "fp32"))
+                o->precision = SD_PRECISION_FP32;
+            else if (!strcmp(v, "bf16"))
+                o->precision = SD_PRECISION_BF16;
+            else if (!strcmp(v, "auto"))
+                o->precision = SD_PRECISION_AUTO;
+            else
+                return sd_cli_fail(cmd, "--precision takes auto, fp32 or bf16");
         } else if (!strcmp(a, "--threads")) {
             NEED_VALUE();
             if (sd_cli_parse_threads(cmd, a, v, &o->threads))
@@ -359,7 +372,7 @@ static int parse(int argc, char **argv, gen_opts *o)
 
 static int run(int argc, char **argv, sd_task task)
 {
-    gen_opts o = {.cmd = argv[0], .p = sd_gen_params_default(task)};
+    gen_opts o = {.cmd = argv[0], .precision = -1, .p = sd_gen_params_default(task)};
     if (parse(argc, argv, &o))
         return 1;
     int rc = 1;
@@ -370,7 +383,10 @@ static int run(int argc, char **argv, sd_task task)
     sd_gen_result res = {0};
     replay rp = {0};
     latents_sink ls = {o.save_latents, 0};
-    if (sd_cli_open_model(o.cmd, o.model, o.threads, false, &ctx, &m))
+    sd_precision prec = o.precision >= 0 ? (sd_precision)o.precision
+                        : o.p.reference  ? SD_PRECISION_FP32
+                                         : SD_PRECISION_AUTO;
+    if (sd_cli_open_model(o.cmd, o.model, o.threads, false, prec, &ctx, &m))
         return 1;
     if (o.taesd && sd_model_load(ctx, o.taesd, &taesd, &err)) {
         rc = sd_cli_fail_err(o.cmd, &err);
@@ -432,7 +448,8 @@ static int cmd_denoise(int argc, char **argv) { return run(argc, argv, SD_TASK_D
     "-m MODEL -p TEXT [-n TEXT] [--sampler euler|euler_a|ddim|dpmpp_2m|lcm] [--karras] "      \
     "[--spacing leading|trailing|linspace] [--steps N] [--cfg G] [--seed S] [--taesd FILE] "  \
     "[--threads N] [--clip-skip N] [--resolution PX] [--prediction eps|v] [--noise FILE] "    \
-    "[--save-latents FILE] [--reference] -o OUT.png|OUT.safetensors"
+    "[--save-latents FILE] [--reference] [--precision auto|fp32|bf16] "                       \
+    "-o OUT.png|OUT.safetensors"
 
 const sd_cli_cmd sd_cli_cmd_txt2img = {"txt2img", COMMON " [-W W] [-H H]",
                                        "generate an image from a prompt", cmd_txt2img};

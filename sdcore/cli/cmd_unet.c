@@ -138,7 +138,8 @@ static int run(int argc, char **argv)
     golden g = {0};
     float *out = NULL;
     int rc = 1;
-    if (sd_cli_open_model(NAME, model_path, threads, use_ref, &ctx, &model))
+    if (sd_cli_open_model(NAME, model_path, threads, use_ref, SD_PRECISION_FP32, &ctx,
+                          &model))
         return 1;
     if (sd_unet_new(model, &unet, &err) || load_case(ctx, case_path, &g, &err)) {
         rc = sd_cli_fail_err(NAME, &err);

@@ -112,7 +112,7 @@ static int open_model(const char *cmd, const opts *o, sd_ctx **ctx, sd_model **m
     *ctx = NULL, *m = NULL;
     if (!o->model)
         return sd_cli_fail(cmd, "no model given (-m MODEL)");
-    return sd_cli_open_model(cmd, o->model, o->threads, false, ctx, m);
+    return sd_cli_open_model(cmd, o->model, o->threads, false, SD_PRECISION_FP32, ctx, m);
 }
 
 /* The float tensor `names[0]`, `names[1]`, ... (or the file's only tensor) of shape

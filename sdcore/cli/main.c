@@ -99,12 +99,13 @@ int sd_cli_parse_threads(const char *cmd, const char *opt, const char *s, long *
 }
 
 int sd_cli_open_model(const char *cmd, const char *path, long threads, bool use_ref,
-                      sd_ctx **ctx, sd_model **m)
+                      sd_precision precision, sd_ctx **ctx, sd_model **m)
 {
     sd_error err = {0};
     sd_ctx_params cp = sd_ctx_params_default();
     cp.n_threads = (int)threads;
     cp.use_ref = use_ref;
+    cp.precision = precision;
     *ctx = NULL, *m = NULL;
     if (sd_ctx_new(&cp, ctx, &err) == SD_OK && sd_model_load(*ctx, path, m, &err) == SD_OK)
         return 0;
