@@ -414,8 +414,11 @@ void bench_run(const bench_fig *f, const bench_env *env, bench_result *r)
         fail(r, 1, err.msg);
     } else {
         snprintf(r->kernel, sizeof r->kernel, "%s", sd_ctx_matmul_name(ctx));
-        if (f->kind == BENCH_TEXT)
+        if (f->kind == BENCH_TEXT) { /* text_encoder.c runs on the sgemm path */
+            snprintf(r->kernel, sizeof r->kernel, "%.*s openblas fp32",
+                     (int)strcspn(sd_ctx_matmul_name(ctx), " "), sd_ctx_matmul_name(ctx));
             run_text(ctx, m, f, repeats, r);
+        }
         else if (f->kind == BENCH_UNET)
             run_unet(ctx, m, f, repeats, r);
         else
