@@ -35,8 +35,8 @@
  * One generation at a time: a call that arrives while another runs (two images filtered at
  * once in the GUI) is refused with a clear message rather than loading a second model.
  *
- * The caller may end during the call: GIMP's progress-bar cancel kills the calling filter
- * process, and so does a crash.  GIMP then reports the call as failed, so the image must stay
+ * The caller may end during the call: it may crash, or GIMP may end it (GIMP kills a plug-in
+ * whose progress-bar Cancel is pressed).  GIMP then reports the call as failed, so the image must stay
  * as it was; but the resident would go on and commit its layer.  The filter therefore passes
  * its process ID, and the resident checks at every progress callback and just before the
  * commit that the caller still exists (and is not a zombie): if not, the run is cancelled
