@@ -13,8 +13,8 @@
 # SD_RESIDENT=0 and no models (in-process fallback, "no model found"), C with a short idle
 # timeout (model release, stopping the resident), D with processes killed during calls
 # (bad-input.sh); then GIMP's GUI under Xvfb for the undo and dialog tests (gui-tests.sh;
-# skipped without Xvfb and xdotool).  The work folder
-# BUILD_DIR/gimp-tests (logs, images, screenshots/ of the dialogs) stays until the next run.
+# skipped without Xvfb and xdotool).  The work folder BUILD_DIR/gimp-tests (logs, images,
+# screenshots/ of the dialogs) stays until the next run.
 set -u
 build=${1:-build}
 root=$(cd "$(dirname "$0")/../.." && pwd)
