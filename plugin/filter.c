@@ -205,6 +205,7 @@ typedef struct progress {
     gint64 last;                 /* monotonic time of the last PDB progress call */
     int shown;                   /* phase whose text is shown, -1 none */
     const char *what;            /* "SD inpaint" */
+    sdp_alive_fn alive;          /* FALSE: stop (the caller has gone); NULL: never stop */
 } progress;
 
 static const char *phase_text(sd_phase p)
@@ -226,6 +227,8 @@ static const char *phase_text(sd_phase p)
 static bool on_progress(const sd_progress *p, void *user)
 {
     progress *pr = user;
+    if (pr->alive && !pr->alive())
+        return false;
     gint64 now = g_get_monotonic_time();
     if (now - pr->last < 100000)
         return true;
@@ -614,21 +617,25 @@ void sdp_job_free(sdp_job *j)
  * ------------------------------------------------------------------------------------- */
 
 gboolean sdp_run_filter(sdp_engine *e, sdp_filter f, gboolean new_image, GimpRunMode run_mode,
-                        gint32 image, gint32 drawable, const sdp_vals *v, sdp_result *res,
-                        GError **error)
+                        gint32 image, gint32 drawable, const sdp_vals *v, sdp_alive_fn alive,
+                        sdp_result *res, GError **error)
 {
     sdp_job *j = NULL;
     sdp_engine_count_call(e);
     if (!sdp_job_prepare(f, new_image, image, drawable, v, &j, error))
         return FALSE;
     gchar *what = g_strdup_printf("SD %s", sdp_filter_name(f));
-    progress pr = {0, -1, what};
+    progress pr = {0, -1, what, alive};
     sdp_hooks h = {.progress = on_progress, .user = &pr};
     gimp_progress_init(what);
     gboolean ok = sdp_job_generate(j, e, &h, error);
     gimp_progress_update(1.0);
     gimp_progress_end();
     g_free(what);
+    if (ok && alive && !alive()) {
+        g_set_error_literal(error, SDP_ERROR, SDP_ERROR_CANCELLED, "cancelled");
+        ok = FALSE;
+    }
     ok = ok && sdp_job_commit(j, run_mode, res, error);
     sdp_job_free(j);
     return ok;

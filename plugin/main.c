@@ -182,8 +182,8 @@ static gboolean run_filter(const sdp_proc *p, gint n, const GimpParam *param, sd
     if (!forwarded) {
         gegl_init(NULL, NULL);
         sdp_engine *e = sdp_engine_new();
-        gboolean ok = sdp_run_filter(e, p->filter, p->new_image, mode, image, drawable, &v, res,
-                                     error);
+        gboolean ok = sdp_run_filter(e, p->filter, p->new_image, mode, image, drawable, &v, NULL,
+                                     res, error);
         sdp_engine_free(e);
         if (!ok)
             return FALSE;

@@ -9,9 +9,9 @@
  *                           plug-ins folder: GIMP starts it at every start (GUI and batch) and
  *                           waits for its acknowledgement, so start-up only installs the
  *                           temporary procedures below; the model is loaded on first use.
- *   plug-in-sd-resident-run      (run-mode, image, drawable, procedure, params-text)
- *                                -> (image, layer, seed): runs a filter here, with the engine
- *                                   and model this process keeps (sdp_engine).
+ *   plug-in-sd-resident-run      (run-mode, image, drawable, procedure, params-text,
+ *                                caller-pid) -> (image, layer, seed): runs a filter here, with
+ *                                   the engine and model this process keeps (sdp_engine).
  *   plug-in-sd-resident-status   -> (loads, calls, loaded, model, pid): counters, so a test
  *                                   can show that a second call did not load the model again.
  *   plug-in-sd-resident-release  frees the model now (memory back; next call reloads).
@@ -34,10 +34,18 @@
  *
  * One generation at a time: a call that arrives while another runs (two images filtered at
  * once in the GUI) is refused with a clear message rather than loading a second model.
- * GIMP's progress-bar cancel stops the calling filter process, not the resident's
- * generation, which then completes and is discarded by GIMP. */
+ *
+ * The caller may end during the call: it may crash, or GIMP may end it (GIMP kills a plug-in
+ * whose progress-bar Cancel is pressed).  GIMP then reports the call as failed, so the image must stay
+ * as it was; but the resident would go on and commit its layer.  The filter therefore passes
+ * its process ID, and the resident checks at every progress callback and just before the
+ * commit that the caller still exists (and is not a zombie): if not, the run is cancelled
+ * and nothing is committed.  (A PID reused within that time would go unnoticed: a remote
+ * chance this check accepts.) */
 #include "sdp.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,6 +55,7 @@ static gboolean busy;            /* a filter is running */
 static guint idle_source;        /* pending release of the model, 0 none */
 static guint idle_ms;            /* release after this long without a call; 0 never */
 static GMainLoop *loop;
+static pid_t caller;             /* the filter process of the running call */
 
 /* ---------------------------------------------------------------------------------------
  * The resident side
@@ -109,15 +118,34 @@ static void set_int(int k, gint32 x)
     values[k].data.d_int32 = x;
 }
 
+/* sdp_alive_fn: the calling filter process still exists and has not ended (a zombie waiting
+ * for GIMP to reap it has ended). */
+static gboolean caller_alive(void)
+{
+    if (kill(caller, 0) != 0 && errno == ESRCH)
+        return FALSE;
+    gchar *path = g_strdup_printf("/proc/%d/stat", (int)caller);
+    gchar *stat = NULL;
+    gboolean alive = TRUE;
+    if (g_file_get_contents(path, &stat, NULL, NULL)) {
+        const char *end = strrchr(stat, ')');   /* "pid (name) S ..."; the name may hold ')' */
+        alive = !(end && (end[1] == ' ') && (end[2] == 'Z' || end[2] == 'X'));
+    }
+    g_free(stat);
+    g_free(path);
+    return alive;
+}
+
 static void serve_run(gint n, const GimpParam *param, gint *nret, GimpParam **ret)
 {
     GError *err = NULL;
     sdp_vals v;
     sdp_result res = {-1, -1, 0};
-    const sdp_proc *proc = n == 5 ? sdp_proc_find(param[3].data.d_string) : NULL;
-    if (!proc) {
+    const sdp_proc *proc = n == 6 ? sdp_proc_find(param[3].data.d_string) : NULL;
+    if (!proc || param[5].data.d_int32 <= 0) {
         g_set_error(&err, SDP_ERROR, SDP_ERROR_CALLING,
-                    "%s: expected (run-mode, image, drawable, filter procedure, parameters)",
+                    "%s: expected (run-mode, image, drawable, filter procedure, parameters, "
+                    "caller-pid)",
                     SDP_PROC_RESIDENT_RUN);
         goto out;
     }
@@ -131,11 +159,12 @@ static void serve_run(gint n, const GimpParam *param, gint *nret, GimpParam **re
     if (!sdp_vals_parse(proc->filter, param[4].data.d_string, TRUE, &v, &err))
         goto out;
     busy = TRUE;
+    caller = (pid_t)param[5].data.d_int32;
     if (idle_source)
         g_source_remove(idle_source), idle_source = 0;
     gboolean ok = sdp_run_filter(engine, proc->filter, proc->new_image,
                                  (GimpRunMode)param[0].data.d_int32, param[1].data.d_int32,
-                                 param[2].data.d_int32, &v, &res, &err);
+                                 param[2].data.d_int32, &v, caller_alive, &res, &err);
     busy = FALSE;
     restart_idle_timer();
     if (!ok)
@@ -192,6 +221,8 @@ static void install_temp_procs(void)
         {GIMP_PDB_STRING, "parameters",
          "The filter's parameters as key=value lines (the keys are the procedure's argument "
          "names)"},
+        {GIMP_PDB_INT32, "caller-pid",
+         "Process ID of the calling filter: the run is cancelled when it ends"},
     };
     static const GimpParamDef run_rets[] = {
         {GIMP_PDB_INT32, "image", "The image holding the result"},
@@ -315,7 +346,7 @@ gboolean sdp_resident_forward(sdp_filter f, gboolean new_image, GimpRunMode run_
     if (!gimp_procedural_db_proc_exists(SDP_PROC_RESIDENT_RUN))
         return TRUE;
     gchar *text = sdp_vals_serialise(f, v);
-    GimpParam args[5];
+    GimpParam args[6];
     args[0].type = GIMP_PDB_INT32;
     args[0].data.d_int32 = run_mode;
     args[1].type = GIMP_PDB_INT32;
@@ -326,11 +357,13 @@ gboolean sdp_resident_forward(sdp_filter f, gboolean new_image, GimpRunMode run_
     args[3].data.d_string = (gchar *)proc_name(f, new_image);
     args[4].type = GIMP_PDB_STRING;
     args[4].data.d_string = text;
+    args[5].type = GIMP_PDB_INT32;
+    args[5].data.d_int32 = (gint32)getpid();
 
     /* Errors are reported by this plug-in itself, not by GIMP on the resident call. */
     gimp_plugin_set_pdb_error_handler(GIMP_PDB_ERROR_HANDLER_PLUGIN);
     gint n = 0;
-    GimpParam *ret = gimp_run_procedure2(SDP_PROC_RESIDENT_RUN, &n, 5, args);
+    GimpParam *ret = gimp_run_procedure2(SDP_PROC_RESIDENT_RUN, &n, 6, args);
     gimp_plugin_set_pdb_error_handler(GIMP_PDB_ERROR_HANDLER_INTERNAL);
     g_free(text);
 

@@ -381,13 +381,19 @@ gboolean sdp_job_commit(sdp_job *j, GimpRunMode run_mode, sdp_result *res, GErro
 /* Free a job (NULL is a no-op).  Main thread. */
 void sdp_job_free(sdp_job *j);
 
+/* Whether whoever asked for a run still waits for it (the resident's caller); see
+ * sdp_run_filter. */
+typedef gboolean (*sdp_alive_fn)(void);
+
 /* Run one filter on (image, drawable) (both -1 for new_image) with the checked values v,
  * using (and keeping) e's model, with progress in GIMP's progress bar: sdp_job_prepare,
- * sdp_job_generate and sdp_job_commit in a row, on the main thread.  On failure the image is
+ * sdp_job_generate and sdp_job_commit in a row, on the main thread.  When alive is not NULL
+ * it is asked at every progress callback and once more just before the commit: FALSE
+ * cancels the run (SDP_ERROR_CANCELLED) and nothing is committed.  On failure the image is
  * as before.  Errors: as those three, with a message for the user. */
 gboolean sdp_run_filter(sdp_engine *e, sdp_filter f, gboolean new_image, GimpRunMode run_mode,
-                        gint32 image, gint32 drawable, const sdp_vals *v, sdp_result *res,
-                        GError **error);
+                        gint32 image, gint32 drawable, const sdp_vals *v, sdp_alive_fn alive,
+                        sdp_result *res, GError **error);
 
 /* The noise level (0..255 scale, sd_estimate_noise) of what denoise would read from
  * (image, drawable): the selected part of the layer, or all of it.  Main thread.  Errors: as

@@ -11,9 +11,10 @@
 #
 # Sessions (one gimp-console each): A with the resident process (most tests), B with
 # SD_RESIDENT=0 and no models (in-process fallback, "no model found"), C with a short idle
-# timeout (model release, stopping the resident); then GIMP's GUI under Xvfb for the undo
-# and dialog tests (gui-tests.sh; skipped without Xvfb and xdotool).  The work folder
-# BUILD_DIR/gimp-tests (logs, images, screenshots/ of the dialogs) stays until the next run.
+# timeout (model release, stopping the resident), D with processes killed during calls
+# (bad-input.sh); then GIMP's GUI under Xvfb for the undo and dialog tests (gui-tests.sh;
+# skipped without Xvfb and xdotool).  The work folder BUILD_DIR/gimp-tests (logs, images,
+# screenshots/ of the dialogs) stays until the next run.
 set -u
 build=${1:-build}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -77,6 +78,8 @@ ln -s "$data/tiny-sd15/diffusers" "$work/models/tiny-sd15-diffusers"
 ln -s "$data/tiny-sd15/model-f16.safetensors" "$work/models/tiny-turbo.safetensors"
 ln -s "$data/tiny-sd15/model-f16.json" "$work/models/tiny-turbo.json"
 printf 'this is not a safetensors file\n' >"$work/models/broken.safetensors"
+. "$tests_dir/bad-input.sh"
+bad_input_models "$work/models"
 
 # ---- 3. test images (deterministic) -----------------------------------------------------------
 in=$work/in
@@ -140,7 +143,9 @@ run_session "$work/session-a.log" \
     inpaint-gray-ellipse inpaint-rgb16-rect inpaint-rgba-ellipse \
     denoise-rgb-ellipse denoise-rgb16-rect \
     outpaint-rgb16-grow outpaint-gray-right outpaint-uncovered \
-    seeds last-vals resident-reuse
+    seeds last-vals resident-reuse \
+    err-truncated-model err-wrong-family err-denoise-1x1 err-huge-layer txt2img-1x1 img2img-1x1 \
+    img2img-sel-1px inpaint-sel-1px img2img-sel-all inpaint-sel-all img2img-float-ellipse
 
 mv "$GIMP2_DIRECTORY/sd-models" "$work/sd-models.away"
 SD_RESIDENT=0 SD_MODEL_PATH=$work/empty run_session "$work/session-b.log" \
@@ -148,6 +153,13 @@ SD_RESIDENT=0 SD_MODEL_PATH=$work/empty run_session "$work/session-b.log" \
 mv "$work/sd-models.away" "$GIMP2_DIRECTORY/sd-models"
 
 SD_RESIDENT_IDLE=0.3 run_session "$work/session-c.log" idle-release stop-fallback
+
+# D: crashes during a call (crash_watch in bad-input.sh kills the processes)
+crash_watch "$work/session-d.log" &
+watch_pid=$!
+run_session "$work/session-d.log" \
+    err-crash-caller err-crash-caller-kill img2img-crash-resident err-crash-inprocess
+kill "$watch_pid"
 fi
 
 # ---- 4b. the GUI: undo, and the dialogs (tests/gimp/gui-tests.sh) -----------------------------
@@ -218,6 +230,8 @@ for t in "${PASSED_MARKERS[@]}"; do
         if [ "$(identify -format '%wx%h' "$out/new-image.png")" = 64x48 ] &&
            [ "$(convert "$out/new-image.png" -format '%[fx:standard_deviation > 0]' info:)" = 1 ]
         then ok "$t"; else bad "$t" "new image is not a 64x48 picture"; fi ;;
+    *crash*) check_crash "$t" ;;
+    err-*) check_failed "$t" ;;
     txt2img-* | img2img-* | inpaint-* | denoise-* | model-folder | inprocess | stop-fallback)
         check_sel "$t" ;;
     outpaint-gray-right)

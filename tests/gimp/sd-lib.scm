@@ -30,7 +30,11 @@
           (set! *error-hook* old)
           (cons 'ok r))))))
 
+; The name of the test being run (file names of its pictures).
+(define sd-test-name "")
+
 (define (sd-run name thunk)
+  (set! sd-test-name name)
   (let ((r (sd-try thunk)))
     (if (eq? (car r) 'ok)
         (sd-msg "SD-TEST-PASS " name)
@@ -92,9 +96,12 @@
 
 ; Where a filter may change the composite: the selection (soft, as GIMP fills through it)
 ; within rect (x y w h), rendered white on black over the canvas and saved as PNG.  Without a
-; selection, all of rect.
+; selection, all of rect.  Linear images are rendered in non-linear (gamma) float, as the
+; other precisions, which the shell's alpha check expects.
 (define (sd-save-change-mask img rect name)
   (let* ((dup (car (gimp-image-duplicate img)))
+         (linear (= (modulo (car (gimp-image-get-precision dup)) 100) 0))
+         (gamma (if linear (gimp-image-convert-precision dup PRECISION-FLOAT-GAMMA)))
          (w (car (gimp-image-width dup))) (h (car (gimp-image-height dup)))
          (type (if (= (car (gimp-image-base-type dup)) GRAY) GRAY-IMAGE RGB-IMAGE))
          (m (car (gimp-layer-new dup w h type "mask" 100 LAYER-MODE-NORMAL)))

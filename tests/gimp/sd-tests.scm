@@ -69,14 +69,22 @@
 ; ---- failures leave the image as it was ---------------------------------------------------
 
 ; Run thunk expecting a failure whose message contains subs, and check the image is unchanged:
-; still clean (no undo step), same layers, same size, same selection bounds.
+; still clean (no undo step), same layers, same size, same selection bounds; and the whole
+; image (every layer's pixels, offsets, channels, selection, parasites) saved as XCF before and
+; after as <test>--<what>-pre/post.xcf, for the shell to compare byte for byte (check_failed
+; in bad-input.sh).  XCF saving is done by GIMP's core: no plug-in process, a few ms.
 (define (sd-fails-cleanly what img thunk . subs)
-  (let ((n (sd-n-layers img))
-        (w (car (gimp-image-width img))) (h (car (gimp-image-height img)))
-        (sel (sd-sel-rect img)))
+  (let* ((n (sd-n-layers img))
+         (w (car (gimp-image-width img))) (h (car (gimp-image-height img)))
+         (sel (sd-sel-rect img))
+         (save (lambda (tail)
+                 (let ((f (sd-path sd-out (string-append sd-test-name "--" what tail))))
+                   (gimp-xcf-save 0 img (sd-active img) f f)))))
     (gimp-image-clean-all img)
+    (save "-pre.xcf")
     (apply sd-expect-error (cons what (cons thunk subs)))
     (sd-assert (= (car (gimp-image-is-dirty img)) 0) what ": the image was changed (dirty)")
+    (save "-post.xcf")
     (sd-assert (= (sd-n-layers img) n) what ": layer count changed")
     (sd-assert (= (car (gimp-image-width img)) w) what ": width changed")
     (sd-assert (= (car (gimp-image-height img)) h) what ": height changed")
@@ -194,6 +202,160 @@
                           '(("width" . 8192) ("height" . 8192) ("resolution" . 1024))))
       "not enough memory" "SD_MEMORY_LIMIT_MB")
     (gimp-image-delete img)))
+
+; ---- bad input (docs/bad-input.md, "GIMP side") ----------------------------------------------
+
+(define (test-err-truncated-model)
+  ; a download cut short, found by name in the model folder: inside the header, inside the data
+  (let* ((img (sd-load "rgb.png")) (d (sd-active img)))
+    (sd-fails-cleanly "cut-4k" img
+      (lambda () (sd-call "plug-in-sd-img2img" (list img d) '(("model" . "cut-4k"))))
+      "could not be loaded: " "cut-4k.safetensors" "runs past the end of the file" "truncated?")
+    (sd-fails-cleanly "cut-4m" img
+      (lambda () (sd-call "plug-in-sd-txt2img" (list img d) '(("model" . "cut-4m"))))
+      "could not be loaded: " "cut-4m.safetensors" "past the data section" "truncated?")
+    (gimp-image-delete img)))
+
+(define (test-err-wrong-family)
+  ; valid safetensors files that are not SD 1.x/2.x checkpoints
+  (let* ((img (sd-load "rgb.png")) (d (sd-active img)))
+    (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 10 10 30 20)
+    (sd-fails-cleanly "sdxl" img
+      (lambda () (sd-call "plug-in-sd-inpaint" (list img d) '(("model" . "sdxl"))))
+      "could not be loaded: " "sdxl.safetensors" "SDXL")
+    (sd-fails-cleanly "lora" img
+      (lambda () (sd-call "plug-in-sd-img2img" (list img d) '(("model" . "lora"))))
+      "could not be loaded: " "lora.safetensors" "LoRA")
+    (gimp-image-delete img)))
+
+; A one-pixel RGB image, its only layer filled with a colour.
+(define (sd-new-1x1)
+  (let* ((img (car (gimp-image-new 1 1 RGB)))
+         (layer (car (gimp-layer-new img 1 1 RGB-IMAGE "px" 100 LAYER-MODE-NORMAL))))
+    (gimp-image-insert-layer img layer 0 0)
+    (gimp-context-push)
+    (gimp-context-set-foreground '(40 160 90))
+    (gimp-drawable-fill layer FILL-FOREGROUND)
+    (gimp-context-pop)
+    img))
+
+(define (test-txt2img-1x1)
+  (let ((img (sd-new-1x1)))
+    (sd-filter-case "txt2img-1x1" "plug-in-sd-txt2img" img '(0 0 1 1) '())
+    (gimp-image-delete img)))
+
+(define (test-img2img-1x1)
+  (let ((img (sd-new-1x1)))
+    (sd-filter-case "img2img-1x1" "plug-in-sd-img2img" img '(0 0 1 1) '(("strength" . 1.0)))
+    (gimp-image-delete img)))
+
+(define (test-err-denoise-1x1)
+  (let* ((img (sd-new-1x1)) (d (sd-active img)))
+    (sd-fails-cleanly "denoise-1x1" img
+      (lambda () (sd-call "plug-in-sd-denoise" (list img d) '()))
+      "1x1" "3x3 at least")
+    (gimp-image-delete img)))
+
+; One selected pixel: the layer is that pixel, everything else unchanged.
+(define (test-img2img-sel-1px)
+  (let ((img (sd-load "rgb.png")))
+    (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 40 30 1 1)
+    (sd-filter-case "img2img-sel-1px" "plug-in-sd-img2img" img '(40 30 1 1)
+                    '(("strength" . 1.0) ("mask-blur" . 0)))
+    (gimp-image-delete img)))
+
+(define (test-inpaint-sel-1px)
+  (let ((img (sd-load "rgb.png")))
+    (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 40 30 1 1)
+    (sd-filter-case "inpaint-sel-1px" "plug-in-sd-inpaint" img '(40 30 1 1)
+                    '(("strength" . 1.0) ("mask-blur" . 0) ("model" . "tiny-sd15-inpaint")))
+    (gimp-image-delete img)))
+
+; Select > All: the whole layer.
+(define (test-img2img-sel-all)
+  (let ((img (sd-load "rgb.png")))
+    (gimp-selection-all img)
+    (sd-filter-case "img2img-sel-all" "plug-in-sd-img2img" img '(0 0 96 80) '())
+    (gimp-image-delete img)))
+
+(define (test-inpaint-sel-all)
+  (let ((img (sd-load "rgb.png")))
+    (gimp-selection-all img)
+    (sd-filter-case "inpaint-sel-all" "plug-in-sd-inpaint" img '(0 0 96 80)
+                    '(("model" . "tiny-sd15-inpaint")))
+    (gimp-image-delete img)))
+
+(define (test-err-huge-layer)
+  ; a 4096x4096 layer: img2img keeps five full-size float copies, over the 1000 MB the test
+  ; run allows ($SD_MEMORY_LIMIT_MB): refused before any work, with the estimate
+  (let* ((img (car (gimp-image-new 4096 4096 RGB)))
+         (d (car (gimp-layer-new img 4096 4096 RGB-IMAGE "huge" 100 LAYER-MODE-NORMAL))))
+    (gimp-image-insert-layer img d 0 0)
+    (sd-fails-cleanly "huge-layer" img
+      (lambda () (sd-call "plug-in-sd-img2img" (list img d) '()))
+      "not enough memory: this img2img needs about " "the limit is 1000 MB"
+      "$SD_MEMORY_LIMIT_MB")
+    (gimp-image-delete img)))
+
+(define (test-img2img-float-ellipse)
+  ; 32-bit float, linear light: read and written through GEGL, the precision is kept
+  (let ((img (sd-load "rgb.png")))
+    (gimp-image-convert-precision img PRECISION-FLOAT-LINEAR)
+    (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 20 14 52 44)
+    (gimp-selection-feather img 8)
+    (sd-filter-case "img2img-float-ellipse" "plug-in-sd-img2img" img (sd-sel-rect img)
+                    '(("strength" . 0.8)))
+    (sd-assert (= (car (gimp-image-get-precision img)) PRECISION-FLOAT-LINEAR) "precision kept")
+    (gimp-image-delete img)))
+
+; ---- crashes: run-gimp-tests.sh runs these in a session of their own, with crash_watch
+;      (bad-input.sh) killing the process named by the SD-CRASH-ARM line during the call -----
+
+(define (sd-resident-pid)
+  (if (= (car (gimp-procedural-db-proc-exists "plug-in-sd-resident-status")) 1)
+      (nth 4 (sd-status))
+      0))
+
+; A long img2img on rgb.png (selection 20,10 40x30) during which `target` gets `signal`:
+; the call must fail and leave the image as it was; then a normal call works on that image.
+(define (sd-crash-case what target signal)
+  (let* ((img (sd-load "rgb.png")) (d (sd-active img)) (pid (sd-resident-pid)))
+    (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 20 10 40 30)
+    (sd-fails-cleanly what img
+      (lambda ()
+        (sd-msg "SD-CRASH-ARM " sd-test-name " " target " " signal " " pid)
+        (sd-call "plug-in-sd-img2img" (list img d) '(("steps" . 400) ("strength" . 1.0))))
+      "plug-in-sd-img2img" "returned no return values")
+    (sd-assert (= (sd-resident-pid) pid) what ": the resident process changed")
+    (let ((layer (car (sd-call "plug-in-sd-img2img" (list img d) '()))))
+      (sd-assert (= (sd-n-layers img) 2) what ": the next call made no layer")
+      (sd-assert-rect what layer '(20 10 40 30)))
+    (gimp-image-delete img)))
+
+(define (test-err-crash-caller)
+  ; the filter process crashes while the resident generates for it
+  (sd-assert (> (sd-resident-pid) 0) "no resident process")
+  (sd-crash-case "caller" "caller" "SEGV"))
+
+(define (test-err-crash-caller-kill)
+  ; killed, as GIMP's progress-bar Cancel does: the resident must stop and commit nothing
+  (sd-crash-case "caller-kill" "caller" "KILL"))
+
+(define (test-img2img-crash-resident)
+  ; the resident crashes during the call: the filter runs it again in its own process
+  (let ((img (sd-load "rgb.png")) (pid (sd-resident-pid)))
+    (sd-assert (> pid 0) "no resident process")
+    (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 20 10 40 30)
+    (sd-msg "SD-CRASH-ARM " sd-test-name " resident SEGV " pid)
+    (sd-filter-case "img2img-crash-resident" "plug-in-sd-img2img" img '(20 10 40 30)
+                    '(("steps" . 120) ("strength" . 1.0)))
+    (sd-assert (= (sd-resident-pid) 0) "the resident process is still there")
+    (gimp-image-delete img)))
+
+(define (test-err-crash-inprocess)
+  ; no resident any more: the filter generates in its own process, and crashes there
+  (sd-assert (= (sd-resident-pid) 0) "the resident process is still there")
+  (sd-crash-case "inprocess" "caller" "SEGV"))
 
 ; ---- the filters on real images ------------------------------------------------------------
 
