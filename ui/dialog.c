@@ -587,11 +587,9 @@ gboolean sdui_run(const sdp_proc *p, gint32 image, gint32 drawable, sdp_vals *v,
     gtk_widget_show(d->window);
     gtk_main();
 
-    /* remember what the dialog shows, even without a generation */
-    sdp_vals last;
-    if (read_vals(d, &last, NULL))
-        sdp_vals_store_last(p->name, &last);
-    *v = last;
+    /* the stored last values are those of the last committed generation (finished()):
+     * what is typed and not generated with, or cancelled, is not remembered */
+    read_vals(d, v, NULL);
     gtk_widget_destroy(d->window);
     sdui_chooser_free(d->chooser);
     sdui_fields_free(d->fields);
