@@ -39,10 +39,22 @@ typedef struct dialog {
  * Messages
  * ------------------------------------------------------------------------------------- */
 
-static void show_message(dialog *d, GtkMessageType type, const char *what, const char *todo)
+/* A message: its first part (up to the first ": ", "not enough memory: ...") in bold, the
+ * rest under it, then what the user can do (todo, may be NULL). */
+static void show_message(dialog *d, GtkMessageType type, const char *text, const char *todo)
 {
-    gchar *markup = todo ? g_markup_printf_escaped("<b>%s</b>\n%s", what, todo)
-                         : g_markup_printf_escaped("<b>%s</b>", what);
+    gchar *what = g_strdup(text);
+    if (what[0])
+        what[0] = g_ascii_toupper(what[0]);
+    char *colon = strstr(what, ": ");
+    const char *detail = "";
+    if (colon && colon > what && colon[2]) {
+        *colon = 0;
+        detail = colon + 2;
+    }
+    gchar *markup = g_markup_printf_escaped("<b>%s</b>%s%s%s%s", what, detail[0] ? "\n" : "",
+                                            detail, todo ? "\n" : "", todo ? todo : "");
+    g_free(what);
     gtk_label_set_markup(GTK_LABEL(d->info_label), markup);
     g_free(markup);
     gtk_info_bar_set_message_type(GTK_INFO_BAR(d->info_bar), type);
@@ -81,15 +93,11 @@ static const char *what_to_do(const GError *e)
 
 static void show_error(dialog *d, const GError *e)
 {
-    gchar *what = g_strdup(e->message);
-    if (what[0])
-        what[0] = g_ascii_toupper(what[0]);
     const char *todo = what_to_do(e);
     if (e->domain == SDP_ERROR && e->code == SDP_ERROR_MODEL &&
         sdui_chooser_count(d->chooser) == 0)
         todo = "Or choose a checkpoint elsewhere with \"Other…\".";
-    show_message(d, GTK_MESSAGE_ERROR, what, todo);
-    g_free(what);
+    show_message(d, GTK_MESSAGE_ERROR, e->message, todo);
 }
 
 /* ---------------------------------------------------------------------------------------
