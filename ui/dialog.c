@@ -46,14 +46,17 @@ static void show_message(dialog *d, GtkMessageType type, const char *text, const
     gchar *what = g_strdup(text);
     if (what[0])
         what[0] = g_ascii_toupper(what[0]);
-    char *colon = strstr(what, ": ");
-    const char *detail = "";
-    if (colon && colon > what && colon[2]) {
-        *colon = 0;
-        detail = colon + 2;
+    char *detail = strstr(what, ": ");
+    if (detail && detail > what && detail[2]) {
+        *detail = 0;
+        detail += 2;
+        detail[0] = g_ascii_toupper(detail[0]);
+    } else {
+        detail = NULL;
     }
-    gchar *markup = g_markup_printf_escaped("<b>%s</b>%s%s%s%s", what, detail[0] ? "\n" : "",
-                                            detail, todo ? "\n" : "", todo ? todo : "");
+    gchar *markup = g_markup_printf_escaped("<b>%s</b>%s%s%s%s", what, detail ? "\n" : "",
+                                            detail ? detail : "", todo ? "\n" : "",
+                                            todo ? todo : "");
     g_free(what);
     gtk_label_set_markup(GTK_LABEL(d->info_label), markup);
     g_free(markup);
