@@ -310,17 +310,19 @@ ui_fields_denoise() {
     ui_set s 3
 }
 
+# What the txt2img dialog test chooses and types, and the Turbo model's presets (1 step,
+# guidance off, Euler ancestral, trailing spacing): its layer's parameters must hold them.
+txt2img_want=("model=tiny-turbo.safetensors" "prompt=a lighthouse at dusk"
+    "negative-prompt=blurry, text" "seed=4242" "steps=1" "cfg-scale=0" "sampler=euler_a"
+    "timestep-spacing=trailing" "width=48" "height=40" "resolution=64")
+
 # The last values: the txt2img dialog of gui_dialog opened again on another image, Generate
-# pressed without touching anything.  The layer's parameters must be what was typed there
-# (prompt, negative prompt, seed, size, resolution, the Turbo model and its presets), and
+# pressed without touching anything.  The layer's parameters must be txt2img_want again, so
 # steps=1: the cancelled 1000-step generation and what the dialog showed when it was closed
 # are not remembered (only a committed generation's values are).
-txt2img_typed=("model=tiny-turbo.safetensors" "prompt=a lighthouse at dusk"
-    "negative-prompt=blurry, text" "seed=4242" "steps=1" "cfg-scale=0" "sampler=euler_a"
-    "width=48" "height=40" "resolution=64")
 gui_last_values() {
     local t=dialog-last-values reply img dlg want="" w
-    for w in "${txt2img_typed[@]}"; do want="$want \"$w\""; done
+    for w in "${txt2img_want[@]}"; do want="$want \"$w\""; done
     cp "$in/rgb.png" "$work/ui-last-values.png"
     reply=$(sf "(sd-ui-prepare \"last-values\")") || { bad "$t" "prepare: $reply"; return; }
     img=$(wait_window 'ui-last-values\.png' 10) || { bad "$t" "no image window"; return; }
@@ -381,7 +383,7 @@ gui_no_models() {
 gui_dialogs() {
     local t0=$SECONDS
     mkdir -p "$work/screenshots"
-    gui_dialog txt2img 1 "Text to Image" 0 "${txt2img_typed[@]}"
+    gui_dialog txt2img 1 "Text to Image" 0 "${txt2img_want[@]}"
     gui_dialog img2img 2 "Image to Image" 0 "steps=3" "strength=0.5"
     gui_dialog inpaint 3 "Inpaint" 0 "steps=3" "mask-blur=2" "masked-content=fill"
     gui_dialog outpaint 4 "Outpaint" 24 "steps=3" "extend-left=8" "extend-right=16" \
