@@ -39,10 +39,25 @@ typedef struct dialog {
  * Messages
  * ------------------------------------------------------------------------------------- */
 
-static void show_message(dialog *d, GtkMessageType type, const char *what, const char *todo)
+/* A message: its first part (up to the first ": ", "not enough memory: ...") in bold, the
+ * rest under it, then what the user can do (todo, may be NULL). */
+static void show_message(dialog *d, GtkMessageType type, const char *text, const char *todo)
 {
-    gchar *markup = todo ? g_markup_printf_escaped("<b>%s</b>\n%s", what, todo)
-                         : g_markup_printf_escaped("<b>%s</b>", what);
+    gchar *what = g_strdup(text);
+    if (what[0])
+        what[0] = g_ascii_toupper(what[0]);
+    char *detail = strstr(what, ": ");
+    if (detail && detail > what && detail[2]) {
+        *detail = 0;
+        detail += 2;
+        detail[0] = g_ascii_toupper(detail[0]);
+    } else {
+        detail = NULL;
+    }
+    gchar *markup = g_markup_printf_escaped("<b>%s</b>%s%s%s%s", what, detail ? "\n" : "",
+                                            detail ? detail : "", todo ? "\n" : "",
+                                            todo ? todo : "");
+    g_free(what);
     gtk_label_set_markup(GTK_LABEL(d->info_label), markup);
     g_free(markup);
     gtk_info_bar_set_message_type(GTK_INFO_BAR(d->info_bar), type);
@@ -81,15 +96,11 @@ static const char *what_to_do(const GError *e)
 
 static void show_error(dialog *d, const GError *e)
 {
-    gchar *what = g_strdup(e->message);
-    if (what[0])
-        what[0] = g_ascii_toupper(what[0]);
     const char *todo = what_to_do(e);
     if (e->domain == SDP_ERROR && e->code == SDP_ERROR_MODEL &&
         sdui_chooser_count(d->chooser) == 0)
         todo = "Or choose a checkpoint elsewhere with \"Other…\".";
-    show_message(d, GTK_MESSAGE_ERROR, what, todo);
-    g_free(what);
+    show_message(d, GTK_MESSAGE_ERROR, e->message, todo);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -587,11 +598,9 @@ gboolean sdui_run(const sdp_proc *p, gint32 image, gint32 drawable, sdp_vals *v,
     gtk_widget_show(d->window);
     gtk_main();
 
-    /* remember what the dialog shows, even without a generation */
-    sdp_vals last;
-    if (read_vals(d, &last, NULL))
-        sdp_vals_store_last(p->name, &last);
-    *v = last;
+    /* the stored last values are those of the last committed generation (finished()):
+     * what is typed and not generated with, or cancelled, is not remembered */
+    read_vals(d, v, NULL);
     gtk_widget_destroy(d->window);
     sdui_chooser_free(d->chooser);
     sdui_fields_free(d->fields);

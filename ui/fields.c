@@ -275,6 +275,7 @@ static void row_check(sdui_fields *fs, field *fd)
 static void row_model(sdui_fields *fs, field *fd, const sdui_model_row *m)
 {
     GtkWidget *label = new_label(fs, fd->h->section, fd->d->label, m->target);
+    tooltip(label, fd);
     add_row(fs, fd->h->section, label, m->widget);
     if (m->note)
         add_row(fs, fd->h->section, NULL, m->note);

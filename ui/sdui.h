@@ -19,9 +19,11 @@
 /* Show the dialog of procedure p on (image, drawable) (both -1 for the new-image
  * procedure), starting from *v: the stored last values (`stored`), or the defaults, which
  * the selected model's presets then complete.  Generate as often as the user asks; each
- * generation is committed to the image as the non-interactive call would.  The last values
- * (and the last seed used) are stored after every generation and when the dialog closes; *v
- * then holds the dialog's values.  Returns TRUE when at least one generation was committed
+ * generation is committed to the image as the non-interactive call would.  The values a
+ * committed generation was made with (and the seed it used) are stored as the last values
+ * at once; a cancelled or failed generation and closing the dialog store nothing, so the
+ * last values are always those of the last result (what Repeat runs).  When the dialog
+ * closes *v holds what it shows.  Returns TRUE when at least one generation was committed
  * (*res is the last one), FALSE with SDP_ERROR_CANCELLED when the dialog was closed without
  * one.  Main thread; needs a display (the caller checks gimp_display_name). */
 gboolean sdui_run(const sdp_proc *p, gint32 image, gint32 drawable, sdp_vals *v,

@@ -15,6 +15,9 @@
 #             image is unchanged; Help -> the filter's page of the installed help (a stand-in
 #             browser records the address GIMP's help system opens); Close.  The Script-Fu
 #             server stays free while a dialog is open, so the image is checked through it.
+#             dialog-last-values: the txt2img dialog opened again and Generate pressed at once
+#             gives a layer made with what was typed the first time, and with the values of
+#             the last committed generation, not those of the cancelled one.
 #             Last, a dialog with no model anywhere (screenshots/no-models.png).
 
 gui_pid="" xvfb_pid="" gui_display="" sf_port="" ui_dlg=""
@@ -278,6 +281,7 @@ gui_dialog() {
 
 # The filters' own fields.
 ui_fields_txt2img() {
+    ui_set v "blurry, text"
     ui_set w 48
     ui_set e 40
 }
@@ -304,6 +308,43 @@ ui_fields_outpaint() {
 }
 ui_fields_denoise() {
     ui_set s 3
+}
+
+# What the txt2img dialog test chooses and types, and the Turbo model's presets (1 step,
+# guidance off, Euler ancestral, trailing spacing): its layer's parameters must hold them.
+txt2img_want=("model=tiny-turbo.safetensors" "prompt=a lighthouse at dusk"
+    "negative-prompt=blurry, text" "seed=4242" "steps=1" "cfg-scale=0" "sampler=euler_a"
+    "timestep-spacing=trailing" "width=48" "height=40" "resolution=64")
+
+# The last values: the txt2img dialog of gui_dialog opened again on another image, Generate
+# pressed without touching anything.  The layer's parameters must be txt2img_want again, so
+# steps=1: the cancelled 1000-step generation and what the dialog showed when it was closed
+# are not remembered (only a committed generation's values are).
+gui_last_values() {
+    local t=dialog-last-values reply img dlg want="" w
+    for w in "${txt2img_want[@]}"; do want="$want \"$w\""; done
+    cp "$in/rgb.png" "$work/ui-last-values.png"
+    reply=$(sf "(sd-ui-prepare \"last-values\")") || { bad "$t" "prepare: $reply"; return; }
+    img=$(wait_window 'ui-last-values\.png' 10) || { bad "$t" "no image window"; return; }
+    xdo windowfocus --sync "$img" key --clearmodifiers ctrl+alt+1
+    if ! dlg=$(wait_window '^Stable Diffusion: Text to Image$' 30); then
+        ui_fail "$t" "the dialog did not open"
+        sf "(sd-ui-close)" >/dev/null
+        return
+    fi
+    ui_dlg=$dlg
+    xdo windowfocus --sync "$dlg"
+    wait_stable "$dlg"
+    ui_key alt+g
+    if ! wait_title "$img" ', 2 layers\)' 60 || ! wait_title "$dlg" generating 10 not; then
+        ui_fail "$t" "no new layer after Generate"
+    else
+        reply=$(sf "(sd-ui-check-run \"last-values\" 0 (list $want))")
+        case $reply in *SD-UI-OK*) ok "$t" ;; *) ui_fail "$t" "${reply:-no reply}" ;; esac
+    fi
+    ui_key alt+c
+    wait_title "$dlg" . 10 not
+    sf "(sd-ui-close)" >/dev/null
 }
 
 # With no model anywhere the dialog opens and says so (screenshot no-models.png); Generate
@@ -342,15 +383,15 @@ gui_no_models() {
 gui_dialogs() {
     local t0=$SECONDS
     mkdir -p "$work/screenshots"
-    gui_dialog txt2img 1 "Text to Image" 0 "model=tiny-turbo.safetensors" "steps=1" "cfg-scale=0" \
-        "sampler=euler_a" "width=48" "height=40"
+    gui_dialog txt2img 1 "Text to Image" 0 "${txt2img_want[@]}"
     gui_dialog img2img 2 "Image to Image" 0 "steps=3" "strength=0.5"
     gui_dialog inpaint 3 "Inpaint" 0 "steps=3" "mask-blur=2" "masked-content=fill"
     gui_dialog outpaint 4 "Outpaint" 24 "steps=3" "extend-left=8" "extend-right=16" \
         "cfg-scale=-1" "sampler=auto"
     gui_dialog denoise 5 "Denoise" 0 "steps=3" "strength=-1"
+    gui_last_values
     gui_no_models
-    echo "      gui dialogs: 6 tests, $((SECONDS - t0)) s; screenshots in $work/screenshots"
+    echo "      gui dialogs: 7 tests, $((SECONDS - t0)) s; screenshots in $work/screenshots"
 }
 
 gui_tests() {

@@ -12,7 +12,8 @@
 # Sessions (one gimp-console each): A with the resident process (most tests), B with
 # SD_RESIDENT=0 and no models (in-process fallback, "no model found"), C with a short idle
 # timeout (model release, stopping the resident), D with processes killed during calls
-# (bad-input.sh); then GIMP's GUI under Xvfb for the undo and dialog tests (gui-tests.sh;
+# (bad-input.sh), then the README's batch example (tools/examples/sd-batch.scm) run as
+# the README says; then GIMP's GUI under Xvfb for the undo and dialog tests (gui-tests.sh;
 # skipped without Xvfb and xdotool).  The work folder BUILD_DIR/gimp-tests (logs, images,
 # screenshots/ of the dialogs) stays until the next run.
 set -u
@@ -130,6 +131,42 @@ run_session() {
     done
 }
 
+# batch_example: the README's Script-Fu folder batch (tools/examples/sd-batch.scm), run as the
+# README says (from the source folder, gimp-console -i, model "" = the first model of the
+# profile's sd-models) on a folder of two PNGs and a JPEG: every picture gets its result of
+# the same size in the output folder, clearly changed (more than a quarter of the pixels by
+# over 10 %, which JPEG re-encoding alone does not do), and the inputs stay as they were.
+batch_example() {
+    local t=batch-example b=$work/batch f sums
+    mkdir -p "$b/in" "$b/out"
+    cp "$in/rgb.png" "$b/in/gradient.png"
+    convert "$in/noisy.png" -resize 64x48! PNG24:"$b/in/noisy.png"
+    convert "$in/rgb.png" -quality 90 "$b/in/photo.jpg"
+    sums=$(cd "$b/in" && md5sum ./*)
+    local t0=$SECONDS
+    (cd "$root" && timeout --kill-after=10 "${GIMP_TIMEOUT:-600}" gimp-console-2.10 -i \
+        -b "(begin (load \"tools/examples/sd-batch.scm\")
+                   (sd-batch-denoise \"$b/in\" \"$b/out\" \"\"))" \
+        -b '(gimp-quit 0)') >"$work/session-batch.log" 2>&1
+    echo "      session-batch: 3 pictures, $((SECONDS - t0)) s"
+    grep -q 'batch command executed successfully' "$work/session-batch.log" ||
+        { bad "$t" "the batch command failed (see $work/session-batch.log)"; return; }
+    [ "$(cd "$b/in" && md5sum ./*)" = "$sums" ] || { bad "$t" "an input file changed"; return; }
+    [ "$(ls "$b/in" | wc -l)" = 3 ] || { bad "$t" "files appeared in the input folder"; return; }
+    local size n changed
+    for f in gradient.png noisy.png photo.jpg; do
+        [ -f "$b/out/$f" ] || { bad "$t" "no output $f"; return; }
+        size=$(identify -format '%wx%h' "$b/in/$f" 2>/dev/null)
+        [ "$(identify -format '%wx%h' "$b/out/$f" 2>/dev/null)" = "$size" ] ||
+            { bad "$t" "$f: the output is not $size"; return; }
+        n=$(identify -format '%[fx:w*h]' "$b/in/$f" 2>/dev/null)
+        changed=$(compare -metric AE -fuzz 10% "$b/in/$f" "$b/out/$f" null: 2>&1)
+        [ "${changed%%.*}" -gt $((n / 4)) ] 2>/dev/null ||
+            { bad "$t" "$f: only $changed of $n pixels changed"; return; }
+    done
+    ok "$t"
+}
+
 PASSED_MARKERS=()
 export SD_MODEL_PATH=$work/models
 # SD_GIMP_TESTS=gui runs only the GUI tests (4b), for work on the dialogs
@@ -160,6 +197,8 @@ watch_pid=$!
 run_session "$work/session-d.log" \
     err-crash-caller err-crash-caller-kill img2img-crash-resident err-crash-inprocess
 kill "$watch_pid"
+
+batch_example
 fi
 
 # ---- 4b. the GUI: undo, and the dialogs (tests/gimp/gui-tests.sh) -----------------------------
