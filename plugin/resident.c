@@ -30,7 +30,8 @@
  * synchronously and waits for return values an extension never sends, so the caller would
  * block for good (observed with GIMP 2.10.34).  Running in-process is always correct and
  * only slower; the resident comes back with the next GIMP start.  A call that fails because
- * the resident died during it is run again in-process once.
+ * the resident died during it is run again in-process once, unless it came back cancelled:
+ * GIMP answers CANCEL when it ended the resident for a progress-bar Cancel.
  *
  * One generation at a time: a call that arrives while another runs (two images filtered at
  * once in the GUI) is refused with a clear message rather than loading a second model.
@@ -375,8 +376,14 @@ gboolean sdp_resident_forward(sdp_filter f, gboolean new_image, GimpRunMode run_
         res->seed = ret[3].data.d_int32;
         *forwarded = TRUE;
         ok = TRUE;
+    } else if (status == GIMP_PDB_CANCEL) {
+        /* Cancel on the progress bar the resident drew: GIMP ends the plug-in that owns a
+         * cancelled progress (the resident) and returns CANCEL.  The user asked to stop:
+         * do not run again in this process. */
+        *forwarded = TRUE;
+        g_set_error_literal(error, SDP_ERROR, SDP_ERROR_CANCELLED, "cancelled");
     } else if (!gimp_procedural_db_proc_exists(SDP_PROC_RESIDENT_RUN)) {
-        /* the resident ended during the call: run in this process instead */
+        /* the resident ended during the call (a crash): run in this process instead */
         ok = TRUE;
     } else {
         *forwarded = TRUE;
