@@ -92,9 +92,9 @@ sd_status sd_run_check_memory(const sd_run *r, sd_error *err)
                                             : 0.9 * (double)available_bytes();
     if (limit > 0 && need > limit)
         return sd_fail(err, SD_ERR_TOO_LARGE,
-                       "not enough memory: this %s needs about %.0f MB, the limit is %.0f MB "
-                       "(%s); choose a smaller size",
+                       "not enough memory: this %s needs about %.0f MB, the limit is %.0f MB%s; "
+                       "choose a smaller size",
                        sd_task_name(r->p.task), need / (1 << 20), limit / (1 << 20),
-                       r->p.memory_limit_mb > 0 ? "memory_limit_mb" : "memory available");
+                       r->p.memory_limit_mb > 0 ? "" : " (90 % of the memory available)");
     return SD_OK;
 }
