@@ -189,7 +189,7 @@ SD_RESIDENT=0 SD_MODEL_PATH=$work/empty run_session "$work/session-b.log" \
     inprocess err-no-models-at-all
 mv "$work/sd-models.away" "$GIMP2_DIRECTORY/sd-models"
 
-SD_RESIDENT_IDLE=0.3 run_session "$work/session-c.log" idle-release stop-fallback
+SD_RESIDENT_IDLE=3 run_session "$work/session-c.log" idle-release stop-fallback
 
 # D: crashes during a call (crash_watch in bad-input.sh kills the processes)
 crash_watch "$work/session-d.log" &

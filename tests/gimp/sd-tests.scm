@@ -632,13 +632,14 @@
     (gimp-image-delete img)))
 
 (define (test-idle-release)
-  ; SD_RESIDENT_IDLE=0.3: the model is freed soon after a call
+  ; SD_RESIDENT_IDLE=3: the model is freed soon after a call (3 s: on a loaded machine the
+  ; status call after the filter call can come later than a shorter idle time)
   (let* ((img (sd-load "rgb.png")) (d (sd-active img)))
     (sd-call "plug-in-sd-img2img" (list img d) '())
     (sd-assert (= (nth 2 (sd-status)) 1) "loaded after the call")
     (let loop ((i 0))
       (if (= (nth 2 (sd-status)) 1)
-          (begin (sd-assert (< i 200000) "model still loaded after many status calls")
+          (begin (sd-assert (< i 5000000) "model still loaded after many status calls")
                  (loop (+ i 1)))
           (sd-msg "SD-RESULT released after " i " status calls")))
     (gimp-image-delete img)))
