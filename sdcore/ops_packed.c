@@ -22,6 +22,31 @@
  * the whole layer is ever built.  In bf16 precision, convolutions with fewer than
  * BF16_MIN_CHANNELS channels in or out (first and last layers) stay fp32.
  *
+ * WINOGRAD.  3x3 stride-1 padding-1 convolutions with enough channels and positions run as
+ * Winograd F(4x4, 3x3) in float32 arithmetic, in both precisions: each 6x6 input tile d is
+ * transformed to V = BT d BT^T, each weight to U = G g G^T (packed once per model as 36
+ * planes of A panels, kind PK_WINO_F32), and per tile M = U * V element-wise summed over the
+ * input channels, i.e. 36 GEMMs [O x C] x [C x tiles] on the fp32 micro-kernel, then
+ * y = AT M AT per 4x4 output tile: 2.25 instead of 9 multiply-adds per output and input
+ * channel.  Per (image, block of ~WINO_TILES tiles, block of up to WINO_OB output channels)
+ * the slot's scratch holds V for WINO_KC input channels and M for the whole channel block:
+ * keeping all output channels in one block (the V block then serves all of them, the 36 x
+ * O x tiles sums wait in L2/L3) measured faster than smaller blocks kept in L2 with V
+ * transformed again per block.  The transforms are kernel slots (wino_in_f32 / wino_out_f32:
+ * 16 tiles per vector, permutes for the stride-4 columns); inner tiles read x in place, edge
+ * tiles through a zero-padded patch.  Rounding: the transforms' terms reach ~100x the
+ * inputs, so the result is ~1e-6 .. 1e-5 of the largest output off (tests/t_ops.c holds it
+ * to 1e-5), still far closer than bf16 products (~1e-3).  Measured on one 3x3 layer (2
+ * threads on Zen 4 sharing one core, CPU-time GFLOP/s counted as the direct convolution's
+ * work): C512 at 128x128 ~300 vs ~100 fp32 direct and ~180 bf16 direct; C256 at 256x256
+ * ~265 vs 100 / 190; C128 at 512x512 ~245 vs 95 / 175; C512 at 64x64 ~215-250 vs 100 / 200;
+ * C320 at 64x64 170 vs 105 / 200; C640 at 32x32 140 vs 100 / 180; C1280 at 16x16 85 vs 80
+ * / 205; C1280 at 8x8 27 vs 97 / 144 (the 36 x O x C weights are streamed for a handful of
+ * tiles).  Hence: float32 from WINO_MIN_CHANNELS channels and WINO_MIN_TILES tiles per call;
+ * bf16 precision only from WINO_BF16_MIN_CHANNELS and WINO_BF16_MIN_TILES (128x128 pixels
+ * at batch 1: the VAE's upper levels, not the UNet at 512x512).  The packs are 4x the
+ * float32 weights (8x the bf16 ones).
+ *
  * LINEAR packs its activations per (row block, reduction block) into A panels (once, shared,
  * when few rows leave several column blocks per row block) and runs them against the cached
  * B panels of W.

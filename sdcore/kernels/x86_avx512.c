@@ -457,8 +457,10 @@ static void sd_k_wino_out_f32__avx512(const float *m, int64_t ms, int nt, float 
             __m512 u2 = _mm512_shuffle_ps(t0h, t1h, 0x44), u3 = _mm512_shuffle_ps(t0h, t1h, 0xEE);
             __m512 v0 = _mm512_shuffle_f32x4(u0, u1, 0x44), v1 = _mm512_shuffle_f32x4(u2, u3, 0x44);
             __m512 v2 = _mm512_shuffle_f32x4(u0, u1, 0xEE), v3 = _mm512_shuffle_f32x4(u2, u3, 0xEE);
-            __m512 out[4] = {_mm512_shuffle_f32x4(v0, v1, 0x88), _mm512_shuffle_f32x4(v0, v1, 0xDD),
-                             _mm512_shuffle_f32x4(v2, v3, 0x88), _mm512_shuffle_f32x4(v2, v3, 0xDD)};
+            __m512 out[4] = {
+                _mm512_shuffle_f32x4(v0, v1, 0x88), _mm512_shuffle_f32x4(v0, v1, 0xDD),
+                _mm512_shuffle_f32x4(v2, v3, 0x88), _mm512_shuffle_f32x4(v2, v3, 0xDD),
+            };
             float *yr = y + r * ldy + 4 * (int64_t)t0;
             for (int k = 0; k < 4; k++)
                 _mm512_mask_storeu_ps(yr + 16 * k, lanes_mask(4 * g - 16 * k), out[k]);
