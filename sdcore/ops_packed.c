@@ -671,12 +671,12 @@ typedef struct wino_job {
     size_t slot_floats;
 } wino_job;
 
-/* Slot layout: V [36][kc][tc], M [36][ob][tc], the input patch [6][4*tb + 2], the output
- * patch [4][4*tb]. */
+/* Slot layout: V [36][kc][tc], M [36][ob][tc], then a patch: the input patch [6][4*tb + 2]
+ * of edge tiles, or the output patch [4][4*tb] (the larger is the input's).  At the block
+ * limits ~14 MiB per slot. */
 static size_t wino_slot_floats(const wino_job *j)
 {
-    size_t f = (size_t)(36 * (j->kc + j->ob) * j->tc) + (size_t)(6 * (4 * j->tb + 2)) +
-               (size_t)(16 * j->tb);
+    size_t f = (size_t)(36 * (j->kc + j->ob) * j->tc) + (size_t)(6 * (4 * j->tb + 2));
     return (f + 15) / 16 * 16;
 }
 
