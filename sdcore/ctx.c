@@ -59,6 +59,7 @@ sd_status sd_ctx_new(const sd_ctx_params *p, sd_ctx **out, sd_error *err)
     ctx->kern = params.use_ref ? sd_kernels_ref() : sd_kernels_get();
     ctx->bf16 = params.precision == SD_PRECISION_BF16 && ctx->kern->native_bf16;
     ctx->packed = ctx->kern->packed_f32 || ctx->bf16;
+    ctx->winograd = SD_WINOGRAD_AUTO;
     *out = ctx;
     return SD_OK;
 }

@@ -7,7 +7,10 @@
  * multiplies in bf16, linear, conv2d and attention check their arguments here and then run
  * in ops_packed.c on weights packed once per model; what follows about sgemm, converted
  * weight blocks and attention tiles describes the path of the other tables (scalar
- * reference, AVX2).  Every matrix product adds its FLOPs to ctx->flops.
+ * reference, AVX2); 3x3 stride-1 convolutions there may run as Winograd F(4x4, 3x3) in
+ * float32 (ops_packed.c explains where it pays and by how much).  Every matrix product adds
+ * its FLOPs to ctx->flops, counted as the direct computation (Winograd included), so rates
+ * stay comparable.
  *
  * THREADING.  OpenBLAS is told once per process to run single-threaded
  * (openblas_set_num_threads(1)): its worker threads spin and fight the ctx pool on a shared

@@ -22,6 +22,31 @@
  * the whole layer is ever built.  In bf16 precision, convolutions with fewer than
  * BF16_MIN_CHANNELS channels in or out (first and last layers) stay fp32.
  *
+ * WINOGRAD.  3x3 stride-1 padding-1 convolutions with enough channels and positions run as
+ * Winograd F(4x4, 3x3) in float32 arithmetic, in both precisions: each 6x6 input tile d is
+ * transformed to V = BT d BT^T, each weight to U = G g G^T (packed once per model as 36
+ * planes of A panels, kind PK_WINO_F32), and per tile M = U * V element-wise summed over the
+ * input channels, i.e. 36 GEMMs [O x C] x [C x tiles] on the fp32 micro-kernel, then
+ * y = AT M AT per 4x4 output tile: 2.25 instead of 9 multiply-adds per output and input
+ * channel.  Per (image, block of ~WINO_TILES tiles, block of up to WINO_OB output channels)
+ * the slot's scratch holds V for WINO_KC input channels and M for the whole channel block:
+ * keeping all output channels in one block (the V block then serves all of them, the 36 x
+ * O x tiles sums wait in L2/L3) measured faster than smaller blocks kept in L2 with V
+ * transformed again per block.  The transforms are kernel slots (wino_in_f32 / wino_out_f32:
+ * 16 tiles per vector, permutes for the stride-4 columns); inner tiles read x in place, edge
+ * tiles through a zero-padded patch.  Rounding: the transforms' terms reach ~100x the
+ * inputs, so the result is ~1e-6 .. 1e-5 of the largest output off (tests/t_ops.c holds it
+ * to 1e-5), still far closer than bf16 products (~1e-3).  Measured on one 3x3 layer (2
+ * threads on Zen 4 sharing one core, CPU-time GFLOP/s counted as the direct convolution's
+ * work): C512 at 128x128 ~300 vs ~100 fp32 direct and ~180 bf16 direct; C256 at 256x256
+ * ~265 vs 100 / 190; C128 at 512x512 ~245 vs 95 / 175; C512 at 64x64 ~215-250 vs 100 / 200;
+ * C320 at 64x64 170 vs 105 / 200; C640 at 32x32 140 vs 100 / 180; C1280 at 16x16 85 vs 80
+ * / 205; C1280 at 8x8 27 vs 97 / 144 (the 36 x O x C weights are streamed for a handful of
+ * tiles).  Hence: float32 from WINO_MIN_CHANNELS channels and WINO_MIN_TILES tiles per call;
+ * bf16 precision only from WINO_BF16_MIN_CHANNELS and WINO_BF16_MIN_TILES (128x128 pixels
+ * at batch 1: the VAE's upper levels, not the UNet at 512x512).  The packs are 4x the
+ * float32 weights (8x the bf16 ones).
+ *
  * LINEAR packs its activations per (row block, reduction block) into A panels (once, shared,
  * when few rows leave several column blocks per row block) and runs them against the cached
  * B panels of W.
@@ -55,11 +80,18 @@ enum {
     ATT_KB = 128,       /* attention keys per block */
     ATT_TILES = 4,      /* query tiles (of SD_ATT_NQ) per attention item, sharing key blocks */
     BF16_MIN_CHANNELS = 16, /* convolutions with fewer in/out channels stay float32 */
+    WINO_TILES = 128,   /* Winograd: 4x4 output tiles per block (about; whole NR panels) */
+    WINO_OB = 512,      /* ... output channels per block at most */
+    WINO_KC = 256,      /* ... input channels per transform + GEMM round */
+    WINO_MIN_CHANNELS = 32,       /* ... used in float32 from this many channels in and out */
+    WINO_MIN_TILES = 64,          /* ... and this many tiles per call (32x32 pixels) */
+    WINO_BF16_MIN_CHANNELS = 64,  /* ... in bf16 precision instead of bf16 products */
+    WINO_BF16_MIN_TILES = 1024,   /* ... (128x128 pixels) */
     ITEMS_PER_THREAD = 4,
 };
 
 /* the pack layouts (internal/pack.h kinds) */
-enum { PK_A_F32, PK_A_BF16, PK_B_F32, PK_B_BF16 };
+enum { PK_A_F32, PK_A_BF16, PK_B_F32, PK_B_BF16, PK_WINO_F32 };
 
 /* ==== work splitting ======================================================================= */
 
@@ -159,10 +191,37 @@ typedef struct pack_job {
 
 static size_t pack_bytes(int kind, int64_t rows, int64_t cols)
 {
+    if (kind == PK_WINO_F32) /* 36 planes of A panels [C][MR], cols = C * 9 */
+        return (size_t)(36 * round_up(rows, MR) * (cols / 9)) * sizeof(float);
     bool a = kind == PK_A_F32 || kind == PK_A_BF16, bf = kind == PK_A_BF16 || kind == PK_B_BF16;
     int64_t pr = a ? MR : NR;
     int64_t c = bf ? round_up(cols, 2) : cols;
     return (size_t)(round_up(rows, pr) * c) * (bf ? sizeof(uint16_t) : sizeof(float));
+}
+
+/* Winograd weights of output-channel panel `item` from its rows t [MR][C*9]: plane q of
+ * U = G g G^T (g one 3x3 kernel), evaluated in double, at dst + q * plane as the A panel
+ * layout of an [O][C] matrix. */
+static void wino_pack_panel(const pack_job *j, int64_t item, const float *t)
+{
+    static const double G[6][3] = {
+        {1.0 / 4, 0, 0},          {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+        {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1},
+    };
+    const int64_t C = j->cols / 9, plane = round_up(j->rows, MR) * C;
+    float *d = (float *)j->dst + item * MR * C;
+    for (int64_t r = 0; r < MR; r++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *g = t + r * j->cols + c * 9;
+            double gg[6][3];
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 3; b++)
+                    gg[a][b] = G[a][0] * g[b] + G[a][1] * g[3 + b] + G[a][2] * g[6 + b];
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 6; b++)
+                    d[(6 * a + b) * plane + c * MR + r] =
+                        (float)(gg[a][0] * G[b][0] + gg[a][1] * G[b][1] + gg[a][2] * G[b][2]);
+        }
 }
 
 /* Panel `item` of the layout: convert its rows, then write them k-major. */
@@ -175,6 +234,10 @@ static void pack_item(void *arg, int64_t item, int slot)
     int64_t r0 = item * pr, n = SD_MIN(pr, j->rows - r0);
     weight_rows(j->k, j->w, K, r0, n, t);
     memset(t + n * K, 0, (size_t)((pr - n) * K) * sizeof(float));
+    if (j->kind == PK_WINO_F32) {
+        wino_pack_panel(j, item, t);
+        return;
+    }
     if (j->kind == PK_A_F32 || j->kind == PK_B_F32) {
         float *d = (float *)j->dst + item * pr * K;
         for (int64_t kk = 0; kk < K; kk++)
@@ -223,7 +286,7 @@ static sd_status get_packed(sd_ctx *ctx, const sd_tensor *w, int kind, int64_t r
         if (!dst)
             return sd_fail_nomem(err, "packed weights");
     }
-    bool a = kind == PK_A_F32 || kind == PK_A_BF16;
+    bool a = kind == PK_A_F32 || kind == PK_A_BF16 || kind == PK_WINO_F32;
     pack_job j = {.k = ctx->kern, .w = w, .kind = kind, .rows = rows, .cols = cols,
                   .colsp = round_up(cols, 2), .panel_rows = a ? MR : NR, .dst = dst};
     int64_t panels = ceil_div(rows, j.panel_rows);
@@ -590,6 +653,192 @@ static void conv_item(void *arg, int64_t item, int slot)
                                   j->bias[o0 + o]);
 }
 
+/* ---- Winograd F(4x4, 3x3) ---- */
+
+typedef struct wino_job {
+    const sd_kernels *k;
+    const float *x, *u, *bias; /* u: the transformed weights, 36 planes of A panels */
+    float *y;
+    int C, H, W, O;
+    int tx;                    /* tiles per tile row (tiles per column: ceil(H / 4)) */
+    int64_t n_tiles;           /* per image */
+    int64_t tb, n_tb;          /* tiles per block, blocks per image */
+    int64_t ob, n_ob;          /* output channels per block (multiple of MR), blocks */
+    int64_t kc;                /* input channels per transform + GEMM round */
+    int64_t tc;                /* row stride of the V and M blocks (tb rounded up) */
+    int64_t plane_u;           /* floats per weight plane: round_up(O, MR) * C */
+    float *scratch;
+    size_t slot_floats;
+} wino_job;
+
+/* Slot layout: V [36][kc][tc], M [36][ob][tc], then a patch: the input patch [6][4*tb + 2]
+ * of edge tiles, or the output patch [4][4*tb] (the larger is the input's).  At the block
+ * limits ~14 MiB per slot. */
+static size_t wino_slot_floats(const wino_job *j)
+{
+    size_t f = (size_t)(36 * (j->kc + j->ob) * j->tc) + (size_t)(6 * (4 * j->tb + 2));
+    return (f + 15) / 16 * 16;
+}
+
+/* Tiles [t0, t0 + nt) of one tile row: a run of the block. */
+static int64_t wino_run(const wino_job *j, int64_t t, int64_t t_end)
+{
+    return SD_MIN(t_end - t, j->tx - t % j->tx);
+}
+
+/* The input transform of channel c of image xn for the block's tiles [t_begin, t_end) into
+ * row (c - k0) of the V planes (plane stride vs). */
+static void wino_input(const wino_job *j, const float *xc, int64_t t_begin, int64_t t_end,
+                       float *v, int64_t vs, float *patch)
+{
+    const int H = j->H, W = j->W;
+    for (int64_t t = t_begin; t < t_end;) {
+        int64_t nt = wino_run(j, t, t_end);
+        int ty = (int)(t / j->tx), tx0 = (int)(t % j->tx);
+        /* tiles [1, in_end) of an inner tile row read only pixels of the image (tile t
+         * reads columns 4t - 1 .. 4t + 4): straight from x */
+        int64_t in_end = W >= 5 ? (W - 5) / 4 + 1 : 0;
+        if (ty >= 1 && 4 * ty + 4 < H && tx0 >= 1 && tx0 < in_end) {
+            nt = SD_MIN(nt, in_end - tx0);
+            j->k->wino_in_f32(xc + (int64_t)(4 * ty - 1) * W + 4 * tx0 - 1, W, (int)nt,
+                              v + (t - t_begin), vs);
+            t += nt;
+            continue;
+        }
+        if (tx0 == 0 && ty >= 1 && 4 * ty + 4 < H && in_end > 1)
+            nt = 1; /* the first tile through the patch, the rest straight from x */
+        int64_t pw = 4 * nt + 2;
+        int ix0 = 4 * tx0 - 1;
+        /* columns [lo, hi) of the patch lie inside the image */
+        int lo = ix0 < 0 ? -ix0 : 0, hi = (int)SD_MIN(pw, (int64_t)W - ix0);
+        for (int r = 0; r < 6; r++) {
+            float *pr = patch + r * pw;
+            int iy = 4 * ty - 1 + r;
+            if (iy < 0 || iy >= H || hi <= lo) {
+                memset(pr, 0, (size_t)pw * sizeof(float));
+                continue;
+            }
+            memset(pr, 0, (size_t)lo * sizeof(float));
+            memcpy(pr + lo, xc + (int64_t)iy * W + ix0 + lo, (size_t)(hi - lo) * sizeof(float));
+            memset(pr + hi, 0, (size_t)(pw - hi) * sizeof(float));
+        }
+        j->k->wino_in_f32(patch, pw, (int)nt, v + (t - t_begin), vs);
+        t += nt;
+    }
+}
+
+/* The output transform of channel o (its M row m, plane stride ms) into y_o [H][W]. */
+static void wino_output(const wino_job *j, const float *m, int64_t ms, float bias,
+                        int64_t t_begin, int64_t t_end, float *yo, float *patch)
+{
+    const int H = j->H, W = j->W;
+    for (int64_t t = t_begin; t < t_end;) {
+        int64_t nt = wino_run(j, t, t_end);
+        int ty = (int)(t / j->tx), tx0 = (int)(t % j->tx);
+        float *dst = yo + (int64_t)4 * ty * W + 4 * tx0;
+        int rows = SD_MIN(4, H - 4 * ty);
+        int64_t cols = SD_MIN(4 * nt, (int64_t)W - 4 * tx0);
+        if (rows == 4 && cols == 4 * nt) {
+            j->k->wino_out_f32(m + (t - t_begin), ms, (int)nt, bias, dst, W);
+        } else {
+            j->k->wino_out_f32(m + (t - t_begin), ms, (int)nt, bias, patch, 4 * nt);
+            for (int r = 0; r < rows; r++)
+                memcpy(dst + (int64_t)r * W, patch + r * 4 * nt, (size_t)cols * sizeof(float));
+        }
+        t += nt;
+    }
+}
+
+/* item: (image, tile block, output-channel block) */
+static void wino_item(void *arg, int64_t item, int slot)
+{
+    const wino_job *j = arg;
+    int64_t o0 = (item % j->n_ob) * j->ob, rest = item / j->n_ob;
+    int64_t t_begin = (rest % j->n_tb) * j->tb, n = rest / j->n_tb;
+    int64_t t_end = SD_MIN(t_begin + j->tb, j->n_tiles), nb = t_end - t_begin;
+    int64_t no = SD_MIN(j->ob, j->O - o0);
+    const int64_t HW = (int64_t)j->H * j->W, tc = j->tc;
+    float *v = j->scratch + (size_t)slot * j->slot_floats;
+    float *mm = v + 36 * j->kc * tc;
+    float *patch = mm + 36 * j->ob * tc;
+    const float *xn = j->x + n * j->C * HW;
+    for (int64_t k0 = 0; k0 < j->C; k0 += j->kc) {
+        int64_t nk = SD_MIN(j->kc, j->C - k0);
+        for (int64_t c = 0; c < nk; c++)
+            wino_input(j, xn + (k0 + c) * HW, t_begin, t_end, v + c * tc, j->kc * tc, patch);
+        for (int64_t q = 0; q < 36; q++) {
+            const float *uq = j->u + q * j->plane_u + o0 * j->C + k0 * MR;
+            const float *vq = v + q * j->kc * tc;
+            float *mq = mm + q * j->ob * tc;
+            for (int64_t t = 0; t < nb; t += NR)
+                for (int64_t i = 0; i < no; i += MR)
+                    j->k->gemm_f32(nk, uq + i * j->C, vq + t, tc, mq + i * tc + t, tc,
+                                   (int)SD_MIN(MR, no - i), (int)SD_MIN(NR, nb - t), k0 > 0);
+        }
+    }
+    float *yn = j->y + (n * j->O + o0) * HW;
+    for (int64_t o = 0; o < no; o++)
+        wino_output(j, mm + o * tc, j->ob * tc, j->bias ? j->bias[o0 + o] : 0.0f, t_begin,
+                    t_end, yn + o * HW, patch);
+}
+
+/* The 3x3 stride-1 padding-1 convolution as Winograd F(4x4, 3x3) (the caller checked the
+ * shape). */
+static sd_status wino_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int W,
+                             const sd_tensor *w, int O, const float *bias, float *y,
+                             sd_error *err)
+{
+    wino_job j = {.k = ctx->kern, .x = x, .bias = bias, .y = y, .C = C, .H = H, .W = W,
+                  .O = O};
+    packed_w pw;
+    sd_status st = get_packed(ctx, w, PK_WINO_F32, O, (int64_t)C * 9, &pw, err);
+    if (st != SD_OK)
+        return st;
+    j.u = pw.data;
+    j.plane_u = round_up(O, MR) * C;
+    j.tx = (W + 3) / 4;
+    j.n_tiles = (int64_t)j.tx * ((H + 3) / 4);
+    int64_t target = target_items(ctx);
+    /* tile blocks of about WINO_TILES (whole GEMM panels), output channels whole up to
+     * WINO_OB, split further only when the pool needs more items */
+    j.kc = SD_MIN(C, WINO_KC);
+    j.n_tb = ceil_div(j.n_tiles, WINO_TILES);
+    j.tb = SD_MIN(j.n_tiles, round_up(ceil_div(j.n_tiles, j.n_tb), NR));
+    j.n_tb = ceil_div(j.n_tiles, j.tb);
+    int64_t o_panels = ceil_div(O, MR);
+    int64_t n_ob = SD_MAX(ceil_div(O, WINO_OB), SD_MIN(o_panels, ceil_div(target, N * j.n_tb)));
+    j.ob = ceil_div(o_panels, n_ob) * MR;
+    j.n_ob = ceil_div(O, j.ob);
+    j.tc = round_up(j.tb, 16);
+    j.slot_floats = wino_slot_floats(&j);
+    int64_t items = (int64_t)N * j.n_tb * j.n_ob;
+    st = slot_scratch(sd_par_slots(ctx, items), j.slot_floats * sizeof(float),
+                      (void **)&j.scratch, err);
+    if (st == SD_OK)
+        sd_par_run(ctx, items, wino_item, &j);
+    sd_free(j.scratch);
+    sd_free(pw.owned);
+    return st;
+}
+
+/* Whether a convolution runs as Winograd: 3x3, stride 1, padding 1 all round, with enough
+ * channels and tiles (measured per shape, see the header); in bf16 precision only where it
+ * beats the bf16 direct convolution too (large images, the VAE's upper levels). */
+static bool use_winograd(const sd_ctx *ctx, bool bf16, int N, int C, int H, int W, int O,
+                         int kh, int kw, const sd_conv2d_params *p)
+{
+    if (ctx->winograd == SD_WINOGRAD_OFF || kh != 3 || kw != 3 || p->stride != 1 ||
+        p->pad_top != 1 || p->pad_left != 1 || p->pad_bottom != 1 || p->pad_right != 1)
+        return false;
+    if (ctx->winograd == SD_WINOGRAD_ALWAYS)
+        return true;
+    int64_t tiles = (int64_t)N * ((H + 3) / 4) * ((W + 3) / 4);
+    if (bf16)
+        return C >= WINO_BF16_MIN_CHANNELS && O >= WINO_BF16_MIN_CHANNELS &&
+               tiles >= WINO_BF16_MIN_TILES;
+    return C >= WINO_MIN_CHANNELS && O >= WINO_MIN_CHANNELS && tiles >= WINO_MIN_TILES;
+}
+
 sd_status sd_packed_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int W,
                            const sd_tensor *w, int O, int kh, int kw,
                            const sd_conv2d_params *p, int Ho, int Wo, const float *bias,
@@ -600,6 +849,8 @@ sd_status sd_packed_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int
      * would land on the output directly (on a full-size SD 1.5 UNet: 9.6e-3 relative L2
      * bf16 vs fp32 with them in bf16, 8.1e-3 without) */
     bool bf16 = ctx->bf16 && O >= BF16_MIN_CHANNELS && C >= BF16_MIN_CHANNELS;
+    if (use_winograd(ctx, bf16, N, C, H, W, O, kh, kw, p))
+        return wino_conv2d(ctx, x, N, C, H, W, w, O, bias, y, err);
     conv_job j = {.k = ctx->kern, .bf16 = bf16, .x = x, .bias = bias, .y = y, .C = C,
                   .H = H, .W = W, .O = O, .kh = kh, .kw = kw, .Wo = Wo, .p = *p};
     j.CK = (int64_t)C * kh * kw;

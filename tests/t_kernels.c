@@ -455,6 +455,77 @@ static void test_gemm_f32(const sd_kernels *k, const sd_kernels *r)
     report("gemm_f32", k, &v);
 }
 
+/* ---- Winograd transforms --------------------------------------------------------------------
+ * Every tile count 1..40 (groups of 16 and every tail): the input columns past 4*nt + 2 and
+ * the planes' gaps are NaN and must neither be read nor written; |got - ref| <= TOL_REDUCE
+ * times the sum of the terms' magnitudes. */
+
+static const double W_BT[6][6] = {
+    {4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+    {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1},
+};
+static const double W_AT[4][6] = {
+    {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1},
+};
+
+enum { WN = 40, WLD = 4 * WN + 7, WVS = WN + 3 };
+
+static void test_wino(const sd_kernels *k, const sd_kernels *r)
+{
+    static float d[6 * WLD], v[36 * WVS], vw[36 * WVS], y[4 * WLD], yw[4 * WLD];
+    verdict vi = {0}, vo = {0};
+    for (int nt = 1; nt <= WN; nt++) {
+        int64_t ld = 4 * nt + 2 + nt % 3, vs = nt + nt % 4, ldy = 4 * nt + nt % 3;
+        /* input transform */
+        for (int64_t q = 0; q < 6 * WLD; q++)
+            d[q] = q % ld < 4 * nt + 2 && q < 6 * ld ? uni(-3, 3) : NAN;
+        for (int q = 0; q < 36 * WVS; q++)
+            v[q] = vw[q] = poison_f();
+        r->wino_in_f32(d, ld, nt, vw, vs);
+        k->wino_in_f32(d, ld, nt, v, vs);
+        vi.calls++;
+        for (int64_t q = 0; q < 36 * WVS; q++) {
+            int64_t pl = q / vs, t = q % vs;
+            if (pl >= 36 || t >= nt) {
+                if (sd_f32_bits(v[q]) != POISON)
+                    vi.guard_broken = true;
+                continue;
+            }
+            double mag = 0;
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 6; b++)
+                    mag += fabs(W_BT[pl / 6][a] * W_BT[pl % 6][b] * d[a * ld + 4 * t + b]);
+            note(&vi, fabs((double)v[q] - vw[q]), TOL_REDUCE * mag, "wino_in", (size_t)nt,
+                 (size_t)q, v[q], vw[q]);
+        }
+        /* output transform */
+        float bias = uni(-1, 1);
+        for (int64_t q = 0; q < 36 * WVS; q++)
+            v[q] = q % vs < nt && q < 36 * vs ? uni(-3, 3) : NAN;
+        for (int q = 0; q < 4 * WLD; q++)
+            y[q] = yw[q] = poison_f();
+        r->wino_out_f32(v, vs, nt, bias, yw, ldy);
+        k->wino_out_f32(v, vs, nt, bias, y, ldy);
+        vo.calls++;
+        for (int64_t q = 0; q < 4 * WLD; q++) {
+            int64_t row = q / ldy, col = q % ldy;
+            if (row >= 4 || col >= 4 * nt) {
+                if (sd_f32_bits(y[q]) != POISON)
+                    vo.guard_broken = true;
+                continue;
+            }
+            double mag = fabs(bias);
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 6; b++)
+                    mag += fabs(W_AT[row][a] * W_AT[col % 4][b] * v[(6 * a + b) * vs + col / 4]);
+            note(&vo, fabs((double)y[q] - yw[q]), TOL_REDUCE * mag, "wino_out", (size_t)nt,
+                 (size_t)q, y[q], yw[q]);
+        }
+    }
+    report("wino_in_f32", k, &vi);
+    report("wino_out_f32", k, &vo);
+}
+
 static void test_gemm_bf16(const sd_kernels *k, const sd_kernels *r)
 {
     static uint16_t a[KMAX * MR * 2], b[KMAX * 80 + 2 * NR];
@@ -751,6 +822,7 @@ int main(void)
         test_softmax(k, r);
         test_gemm_f32(k, r);
         test_gemm_bf16(k, r);
+        test_wino(k, r);
         test_bf16_pack(k, r);
         test_attn_block(k, r);
         test_attn_block_bf16(k, r);

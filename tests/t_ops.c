@@ -5,7 +5,9 @@
  * QKV strides, causal and cross attention with Lq != Lk, and long sequences that only fit
  * because attention is tiled (the allocation high-water mark is checked).  Two more contexts
  * run in bf16 precision (bf16 products where the CPU has them): their linear and conv
- * results are held to the bf16 rounding bound instead.  Also argument
+ * results are held to the bf16 rounding bound instead.  The Winograd F(4x4, 3x3)
+ * convolution is checked on its own (packed contexts, odd sizes, held to TOL_WINO), the
+ * other conv cases run with it off.  Also argument
  * errors and allocation failure (SD_ERR_NOMEM, nothing leaked).  The seed is printed;
  * $T_SEED overrides it. */
 #include "harness.h"
@@ -193,6 +195,12 @@ static void test_linear(int64_t M, int64_t K, int64_t N, sd_dtype dt, bool bias,
 
 /* ==== conv2d ================================================================================ */
 
+/* Winograd F(4x4, 3x3) in float32: |got - exact| <= TOL_WINO * max|exact| over the call (the
+ * transforms round 6x6 tile sums whose terms reach ~100x the inputs) */
+#define TOL_WINO 1e-5
+/* outputs where Winograd and the direct convolution differ, over all Winograd cases */
+static long wino_differs;
+
 typedef struct conv_case {
     int N, C, H, W, O, kh, kw, stride, pt, pl, pb, pr;
     sd_dtype dt;
@@ -221,8 +229,11 @@ static void conv_ref(const conv_case *cc, const float *x, const float *w, const 
     *tol = TOL_DOT * mag + 1e-30;
 }
 
-/* Full comparison (or `samples` sampled outputs when nonzero, for big layers). */
-static void test_conv(conv_case cc, int samples, bool check_peak)
+/* Full comparison (or `samples` sampled outputs when nonzero, for big layers) of the direct
+ * convolution; with `wino`, of Winograd F(4x4, 3x3) on the packed contexts instead (the
+ * reference contexts have no Winograd path), held to TOL_WINO of the largest output and
+ * compared with the direct convolution (they must differ somewhere: the path really ran). */
+static void test_conv(conv_case cc, int samples, bool check_peak, bool wino)
 {
     int Ho = (cc.H + cc.pt + cc.pb - cc.kh) / cc.stride + 1;
     int Wo = (cc.W + cc.pl + cc.pr - cc.kw) / cc.stride + 1;
@@ -248,15 +259,22 @@ static void test_conv(conv_case cc, int samples, bool check_peak)
              dtname(cc.dt), cc.bias ? " bias" : "");
     sd_conv2d_params p = {.stride = cc.stride, .pad_top = cc.pt, .pad_left = cc.pl,
                           .pad_bottom = cc.pb, .pad_right = cc.pr};
+    double peak_want = 0;
+    for (size_t i = 0; i < nchk; i++)
+        peak_want = fmax(peak_want, fabs(want[i]));
     for (int c = 0; c < N_CFG; c++) {
         if (check_peak && c != 3 && c != 5)
             continue; /* the big layer runs on the process table with 2 threads only */
+        if (wino && (c < 2 || !cfgs[c].ctx->packed))
+            continue;
         poison(y, ny);
         sd_error err = {0};
         size_t live = sd_alloc_live_bytes();
         sd_alloc_peak_reset();
+        cfgs[c].ctx->winograd = wino ? SD_WINOGRAD_ALWAYS : SD_WINOGRAD_OFF;
         sd_status st = sd_op_conv2d(cfgs[c].ctx, x, cc.N, cc.C, cc.H, cc.W, &w,
                                     cc.bias ? &b : NULL, &p, y, &err);
+        cfgs[c].ctx->winograd = SD_WINOGRAD_AUTO;
         CHECK(st == SD_OK, "%s: %s", what, err.msg);
         if (check_peak) {
             size_t used = sd_alloc_peak_bytes() - live;
@@ -268,7 +286,22 @@ static void test_conv(conv_case cc, int samples, bool check_peak)
         }
         for (size_t i = 0; i < nchk; i++)
             got[i] = y[idx[i]];
-        compare(what, cfgs[c].name, got, want, dot_tol(c, tol, tolb, nchk), nchk);
+        if (!wino) {
+            compare(what, cfgs[c].name, got, want, dot_tol(c, tol, tolb, nchk), nchk);
+            continue;
+        }
+        for (size_t i = 0; i < nchk; i++)
+            tolb[i] = TOL_WINO * peak_want + 1e-30;
+        compare(what, cfgs[c].name, got, want, tolb, nchk);
+        if (c != 3)
+            continue;
+        cfgs[c].ctx->winograd = SD_WINOGRAD_OFF;
+        st = sd_op_conv2d(cfgs[c].ctx, x, cc.N, cc.C, cc.H, cc.W, &w, cc.bias ? &b : NULL, &p,
+                          y, &err);
+        cfgs[c].ctx->winograd = SD_WINOGRAD_AUTO;
+        CHECK(st == SD_OK, "%s direct: %s", what, err.msg);
+        for (size_t i = 0; i < nchk; i++)
+            wino_differs += y[idx[i]] != got[i];
     }
     sd_tensor_free(&w);
     sd_tensor_free(&b);
@@ -895,36 +928,66 @@ int main(void)
     test_linear(2, 1280, 320, SD_DTYPE_F16, true, false);
 
     /* conv2d: the SD shapes and odd ones */
-    test_conv((conv_case){2, 5, 9, 7, 6, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F32, true}, 0, false);
-    test_conv((conv_case){1, 4, 9, 8, 5, 3, 3, 2, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
-    test_conv((conv_case){2, 3, 8, 8, 4, 3, 3, 2, 0, 0, 1, 1, SD_DTYPE_BF16, true}, 0, false);
-    test_conv((conv_case){1, 3, 7, 9, 4, 3, 3, 2, 0, 0, 1, 1, SD_DTYPE_F32, false}, 0, false);
-    test_conv((conv_case){2, 7, 5, 6, 9, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_F32, true}, 0, false);
-    test_conv((conv_case){1, 7, 5, 6, 9, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_F16, false}, 0, false);
-    test_conv((conv_case){1, 6, 9, 9, 3, 1, 1, 2, 0, 0, 0, 0, SD_DTYPE_F32, true}, 0, false);
-    test_conv((conv_case){1, 2, 5, 6, 3, 1, 3, 1, 0, 1, 0, 1, SD_DTYPE_F32, true}, 0, false);
-    test_conv((conv_case){1, 3, 6, 5, 2, 4, 2, 3, 2, 0, 1, 3, SD_DTYPE_F32, true}, 0, false);
-    test_conv((conv_case){1, 1, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F32, true}, 0, false);
-    test_conv((conv_case){1, 4, 16, 16, 64, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
+    test_conv((conv_case){2, 5, 9, 7, 6, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F32, true}, 0, false, false);
+    test_conv((conv_case){1, 4, 9, 8, 5, 3, 3, 2, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false, false);
+    test_conv((conv_case){2, 3, 8, 8, 4, 3, 3, 2, 0, 0, 1, 1, SD_DTYPE_BF16, true},
+              0, false, false);
+    test_conv((conv_case){1, 3, 7, 9, 4, 3, 3, 2, 0, 0, 1, 1, SD_DTYPE_F32, false},
+              0, false, false);
+    test_conv((conv_case){2, 7, 5, 6, 9, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_F32, true}, 0, false, false);
+    test_conv((conv_case){1, 7, 5, 6, 9, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_F16, false},
+              0, false, false);
+    test_conv((conv_case){1, 6, 9, 9, 3, 1, 1, 2, 0, 0, 0, 0, SD_DTYPE_F32, true}, 0, false, false);
+    test_conv((conv_case){1, 2, 5, 6, 3, 1, 3, 1, 0, 1, 0, 1, SD_DTYPE_F32, true}, 0, false, false);
+    test_conv((conv_case){1, 3, 6, 5, 2, 4, 2, 3, 2, 0, 1, 3, SD_DTYPE_F32, true}, 0, false, false);
+    test_conv((conv_case){1, 1, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F32, true}, 0, false, false);
+    test_conv((conv_case){1, 4, 16, 16, 64, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true},
+              0, false, false);
     /* several im2col tiles (C*9 x 9216 > COL_BYTES); several reduction chunks (C*9 = 2304
      * > CONV_KC) with converted f16 weight pieces */
-    test_conv((conv_case){1, 16, 96, 96, 8, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F32, true}, 0, false);
-    test_conv((conv_case){1, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
-    test_conv((conv_case){2, 64, 9, 9, 40, 3, 3, 2, 0, 0, 1, 1, SD_DTYPE_F32, true}, 0, false);
-    test_conv((conv_case){1, 600, 6, 5, 20, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_F32, true}, 0, false);
-    test_conv((conv_case){2, 600, 6, 5, 20, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_BF16, true}, 0, false);
+    test_conv((conv_case){1, 16, 96, 96, 8, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F32, true},
+              0, false, false);
+    test_conv((conv_case){1, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true},
+              0, false, false);
+    test_conv((conv_case){2, 64, 9, 9, 40, 3, 3, 2, 0, 0, 1, 1, SD_DTYPE_F32, true},
+              0, false, false);
+    test_conv((conv_case){1, 600, 6, 5, 20, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_F32, true},
+              0, false, false);
+    test_conv((conv_case){2, 600, 6, 5, 20, 1, 1, 1, 0, 0, 0, 0, SD_DTYPE_BF16, true},
+              0, false, false);
     /* at least 16 channels in and out, so the bf16 contexts multiply in bf16 (fewer stay
      * float32): padding edges of every kind, odd sizes, odd reduction lengths, kernels
      * wider than tall */
-    test_conv((conv_case){1, 17, 9, 7, 19, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
-    test_conv((conv_case){2, 16, 5, 6, 16, 1, 3, 1, 0, 1, 0, 1, SD_DTYPE_F32, true}, 0, false);
+    test_conv((conv_case){1, 17, 9, 7, 19, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true},
+              0, false, false);
+    test_conv((conv_case){2, 16, 5, 6, 16, 1, 3, 1, 0, 1, 0, 1, SD_DTYPE_F32, true},
+              0, false, false);
     test_conv((conv_case){1, 33, 11, 13, 24, 3, 3, 1, 0, 0, 0, 0, SD_DTYPE_BF16, true}, 0,
-              false);
-    test_conv((conv_case){1, 19, 6, 5, 17, 4, 2, 1, 2, 0, 1, 3, SD_DTYPE_F32, false}, 0, false);
-    test_conv((conv_case){1, 16, 40, 3, 16, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 0, false);
+              false, false);
+    test_conv((conv_case){1, 19, 6, 5, 17, 4, 2, 1, 2, 0, 1, 3, SD_DTYPE_F32, false},
+              0, false, false);
+    test_conv((conv_case){1, 16, 40, 3, 16, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true},
+              0, false, false);
     /* a layer whose whole im2col would be 36 MiB: bounded scratch, sampled outputs */
     test_conv((conv_case){1, 64, 128, 128, 64, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 300,
-              true);
+              true, false);
+
+    /* Winograd: sizes not multiples of the 4x4 tiles (1x1 .. 67x67), channel counts not
+     * multiples of the panels, batch 2, in float32 and bf16 contexts; and a large layer
+     * whose scratch stays bounded */
+    static const int wh[][2] = {{1, 1}, {2, 3}, {4, 4}, {5, 7}, {9, 13}, {17, 6}, {31, 33},
+                                {67, 67}};
+    for (size_t i = 0; i < SD_ARRAY_LEN(wh); i++) {
+        int C = i % 3 == 0 ? 1 : i % 3 == 1 ? 13 : 37, O = i % 2 ? 45 : 19;
+        test_conv((conv_case){2, C, wh[i][0], wh[i][1], O, 3, 3, 1, 1, 1, 1, 1,
+                              i % 2 ? SD_DTYPE_F16 : SD_DTYPE_F32, i % 4 != 1},
+                  0, false, true);
+    }
+    test_conv((conv_case){1, 64, 128, 128, 64, 3, 3, 1, 1, 1, 1, 1, SD_DTYPE_F16, true}, 300,
+              true, true);
+    CHECK(!sd_kernels_get()->packed_f32 || wino_differs > 1000,
+          "Winograd results differ from the direct convolution in only %ld outputs: did it "
+          "run?", wino_differs);
 
     /* groupnorm: 32 groups, C 32..320, silu, offsets, f16/bf16 affine, in place */
     test_groupnorm(1, 32, 64, 32, false, SD_DTYPE_F32, 0, false);

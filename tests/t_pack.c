@@ -1,7 +1,7 @@
 /* tests/t_pack.c - the packed-weight cache (internal/pack.h) as the ops use it: a model's
  * weight is packed on its first use and never again (the cache's byte count grows once per
- * weight and layout), in float32 and bf16 layouts side by side; two threads with their own
- * ctxs racing to use the same unpacked weight get one pack and the same results; an
+ * weight and layout), in float32, bf16 and Winograd layouts side by side; two threads with
+ * their own ctxs racing to use the same unpacked weight get one pack and the same results; an
  * allocation failure while packing leaks nothing and a later call packs; tensors outside every
  * model (a test's own) are not cached; freeing the model frees its packs.  Under a kernel
  * table without packed micro-kernels (SD_SIMD=avx2 or scalar: sgemm on converted blocks)
@@ -86,8 +86,19 @@ static void test_once(const sd_model *m)
     CHECK(b5 - b4 >= (size_t)(O * C * 9) * 4 && b5 - b4 < (size_t)(O + 8) * C * 9 * 4,
           "conv pack (%zu bytes for a %lld x %lld x 3 x 3 weight) made once", b5 - b4,
           (long long)O, (long long)C);
-    fprintf(stderr, "     packs: fp32 linear %zu B, bf16 linear %zu B, fp32 conv %zu B\n", b1 - b0,
-            b3 - b2, b5 - b4);
+    /* ... and the same weight as Winograd F(4x4, 3x3): 36 planes of [O][C] beside it */
+    fp->winograd = SD_WINOGRAD_ALWAYS;
+    float *cy2 = malloc((size_t)(2 * O * 64) * 4);
+    for (int rep = 0; rep < 3; rep++)
+        CHECK(sd_op_conv2d(fp, cx, 2, (int)C, 8, 8, cw, NULL, &p, rep ? cy2 : cy, &err) == SD_OK,
+              "Winograd conv: %s", err.msg);
+    size_t b6 = sd_pack_total_bytes(), wino = (size_t)(36 * ((O + 7) / 8 * 8) * C) * 4;
+    CHECK(!fp->packed || b6 - b5 == wino, "Winograd pack %zu bytes made once (want %zu)",
+          b6 - b5, wino);
+    CHECK(!memcmp(cy, cy2, (size_t)(2 * O * 64) * 4), "same Winograd result from the cache");
+    free(cy2);
+    fprintf(stderr, "     packs: fp32 linear %zu B, bf16 linear %zu B, fp32 conv %zu B, "
+            "Winograd conv %zu B\n", b1 - b0, b3 - b2, b5 - b4, b6 - b5);
     free(x), free(y1), free(y2), free(cx), free(cy);
     sd_ctx_free(fp);
     sd_ctx_free(bf);

@@ -40,6 +40,7 @@ static const bench_fig figures[] = {
     {"unet_sd15_256_b1", BENCH_UNET, "sd15", 1, 256, 0, false, false, 0},
     {"unet_sd15_512_b2_fp32", BENCH_UNET, "sd15", 2, 512, 0, true, false, 0},
     {"vae_decode_512", BENCH_VAE_DECODE, "sd15", 1, 512, 0, false, false, 0},
+    {"vae_decode_512_fp32", BENCH_VAE_DECODE, "sd15", 1, 512, 0, true, false, 0},
     {"vae_encode_512", BENCH_VAE_ENCODE, "sd15", 1, 512, 0, false, false, 0},
     {"taesd_decode_512", BENCH_TAESD_DECODE, "taesd", 1, 512, 0, false, false, 0},
     {"bf16_error_unet_sd15_256_b1", BENCH_UNET_ERROR, "sd15", 1, 256, 0, false, false, 1},

@@ -8,6 +8,10 @@
 
 struct sd_kernels; /* internal/kernels.h */
 
+/* When packed convolutions run as Winograd: AUTO where it was measured to pay (the
+ * default), never, or for every 3x3 stride-1 padding-1 convolution (tests). */
+typedef enum sd_winograd { SD_WINOGRAD_AUTO, SD_WINOGRAD_OFF, SD_WINOGRAD_ALWAYS } sd_winograd;
+
 struct sd_ctx {
     sd_ctx_params params;
     int n_threads;                  /* resolved, >= 1 */
@@ -15,6 +19,8 @@ struct sd_ctx {
     const struct sd_kernels *kern;  /* the process-wide table, or the reference table */
     bool packed;                    /* linear/conv on the packed micro-kernels (else sgemm) */
     bool bf16;                      /* ... in bf16 (precision BF16 and a native dot product) */
+    sd_winograd winograd;           /* 3x3 stride-1 convolutions on the packed path as
+                                       Winograd F(4x4, 3x3) in float32 (ops_packed.c) */
     uint64_t flops;                 /* floating-point operations of the matrix products run so
                                        far (multiply-add = 2), counted by the ops on the
                                        caller's thread; sd bench reads it */

@@ -102,6 +102,22 @@ typedef struct sd_kernels {
     void (*pack_bf16_pairs_span)(const float *r0, int lo0, int hi0, const float *r1, int lo1,
                                  int hi1, uint16_t *dst, size_t n);
 
+    /* ---- Winograd F(4x4, 3x3) transforms (fp32 3x3 stride-1 convolutions) ----
+     * With the 6x6 matrix BT and the 4x6 matrix AT of the F(4,3) algorithm on the points
+     * 0, 1, -1, 2, -2, inf (rows BT: [4 0 -5 0 1 0], [0 -4 -4 1 1 0], [0 4 -4 -1 1 0],
+     * [0 -2 -1 2 1 0], [0 2 -1 -2 1 0], [0 4 0 -5 0 1]; AT: [1 1 1 1 1 0], [0 1 -1 2 -2 0],
+     * [0 1 1 4 4 0], [0 1 -1 8 -8 1]).
+     * wino_in_f32: the input transform of nt tiles side by side.  d: 6 rows (row r at
+     * d + r*ld) of 4*nt + 2 floats; tile t reads the 6x6 block at column 4t.  Writes
+     * v[(6i + j)*vs + t] = (BT d_t BT^T)[i][j] for t < nt.
+     * wino_out_f32: the output transform of nt tiles.  m[(6i + j)*ms + t] the 6x6 products
+     * of tile t; writes y[r*ldy + 4t + c] = (AT m_t AT^T)[r][c] + bias for r, c < 4: four
+     * rows of 4*nt floats.  Float32 arithmetic in the SIMD variants (within a few ulp of
+     * the sum of the terms' magnitudes); the reference sums in double. */
+    void (*wino_in_f32)(const float *d, int64_t ld, int nt, float *v, int64_t vs);
+    void (*wino_out_f32)(const float *m, int64_t ms, int nt, float bias, float *y,
+                         int64_t ldy);
+
     /* ---- flash attention ----
      * One key block of an online-softmax attention for SD_ATT_NQ queries held on the
      * lanes.  qt [dh][NQ]: the queries transposed and already multiplied by the scale.

@@ -24,7 +24,9 @@ sd_status sd_packed_linear(sd_ctx *ctx, const float *x, int64_t M, int64_t K,
                            sd_error *err);
 
 /* The convolution of ops.h on x [N,C,H,W] -> y [N,O,Ho,Wo]; W [O, C, kh, kw] contiguous
- * float, checked by the caller; bias float32 or NULL.  Errors: SD_ERR_NOMEM. */
+ * float, checked by the caller; bias float32 or NULL.  3x3 stride-1 padding-1 ones run as
+ * Winograd F(4x4, 3x3) in float32 where ctx->winograd allows and it pays.
+ * Errors: SD_ERR_NOMEM. */
 sd_status sd_packed_conv2d(sd_ctx *ctx, const float *x, int N, int C, int H, int W,
                            const sd_tensor *w, int O, int kh, int kw,
                            const sd_conv2d_params *p, int Ho, int Wo, const float *bias,

@@ -171,6 +171,43 @@ static void sd_k_gemm_bf16__ref(int64_t kp, const uint16_t *a, const uint16_t *b
     store_tile(t, c, ldc, m, n, acc);
 }
 
+/* ---- Winograd F(4x4, 3x3) transforms --------------------------------------------------- */
+
+static const double WINO_BT[6][6] = {
+    {4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+    {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1},
+};
+static const double WINO_AT[4][6] = {
+    {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1},
+};
+
+static void sd_k_wino_in_f32__ref(const float *d, int64_t ld, int nt, float *v, int64_t vs)
+{
+    for (int t = 0; t < nt; t++)
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 6; j++) {
+                double s = 0;
+                for (int r = 0; r < 6; r++)
+                    for (int c = 0; c < 6; c++)
+                        s += WINO_BT[i][r] * WINO_BT[j][c] * d[r * ld + 4 * t + c];
+                v[(6 * i + j) * vs + t] = (float)s;
+            }
+}
+
+static void sd_k_wino_out_f32__ref(const float *m, int64_t ms, int nt, float bias, float *y,
+                                   int64_t ldy)
+{
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 4; c++) {
+                double s = bias;
+                for (int i = 0; i < 6; i++)
+                    for (int j = 0; j < 6; j++)
+                        s += WINO_AT[r][i] * WINO_AT[c][j] * m[(6 * i + j) * ms + t];
+                y[r * ldy + 4 * t + c] = (float)s;
+            }
+}
+
 static void sd_k_cvt_f32_bf16__ref(const float *src, uint16_t *dst, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -312,6 +349,8 @@ void sd_kernels_fill_ref(sd_kernels *k)
     k->cvt_f32_bf16 = sd_k_cvt_f32_bf16__ref;
     k->pack_bf16_pairs = sd_k_pack_bf16_pairs__ref;
     k->pack_bf16_pairs_span = sd_k_pack_bf16_pairs_span__ref;
+    k->wino_in_f32 = sd_k_wino_in_f32__ref;
+    k->wino_out_f32 = sd_k_wino_out_f32__ref;
     k->attn_block_f32 = sd_k_attn_block_f32__ref;
     k->attn_block_bf16 = sd_k_attn_block_bf16__ref;
     k->peak_fma_f32 = sd_k_peak_fma_f32__ref;

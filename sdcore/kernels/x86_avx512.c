@@ -345,6 +345,129 @@ static void sd_k_gemm_f32__avx512(int64_t kc, const float *a, const float *b, in
         gemm_f32_tile(kc, a, b, ldb, c, ldc, m, n, acc, false);
 }
 
+/* ---- Winograd F(4x4, 3x3) transforms ------------------------------------------------------
+ * 16 tiles per step, one tile per lane.  Input: the column direction first on contiguous
+ * row vectors (66 columns in five vectors), then the columns x[4t + c] of each result row
+ * are gathered onto the lanes with permutes (four phases from pairs of vectors, phases 4
+ * and 5 by shifting 0 and 1 one lane) and transformed along the row.  Output: the row
+ * direction on the lanes, then the four results of a tile row are interleaved back into
+ * contiguous order with two in-lane and two cross-lane shuffle rounds. */
+
+/* o = BT a (one direction of the input transform) */
+static inline __attribute__((always_inline)) void wino_bt6(const __m512 a[6], __m512 o[6])
+{
+    const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
+    const __m512 five = _mm512_set1_ps(5.0f);
+    __m512 s12 = _mm512_add_ps(a[1], a[2]), s34 = _mm512_add_ps(a[3], a[4]);
+    __m512 d12 = _mm512_sub_ps(a[1], a[2]), d43 = _mm512_sub_ps(a[4], a[3]);
+    __m512 d31 = _mm512_sub_ps(a[3], a[1]), d42 = _mm512_sub_ps(a[4], a[2]);
+    o[0] = _mm512_fmadd_ps(four, a[0], _mm512_fnmadd_ps(five, a[2], a[4]));
+    o[1] = _mm512_fnmadd_ps(four, s12, s34);
+    o[2] = _mm512_fmadd_ps(four, d12, d43);
+    o[3] = _mm512_fmadd_ps(two, d31, d42);
+    o[4] = _mm512_fnmadd_ps(two, d31, d42);
+    o[5] = _mm512_fmadd_ps(four, a[1], _mm512_fnmadd_ps(five, a[3], a[5]));
+}
+
+/* o = AT a (one direction of the output transform) */
+static inline __attribute__((always_inline)) void wino_at4(const __m512 a[6], __m512 o[4])
+{
+    __m512 s12 = _mm512_add_ps(a[1], a[2]), s34 = _mm512_add_ps(a[3], a[4]);
+    __m512 d12 = _mm512_sub_ps(a[1], a[2]), d34 = _mm512_sub_ps(a[3], a[4]);
+    o[0] = _mm512_add_ps(_mm512_add_ps(a[0], s12), s34);
+    o[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d34, d12);
+    o[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s34, s12);
+    o[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d34, d12), a[5]);
+}
+
+static inline __mmask16 lanes_mask(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : tail_mask((size_t)n);
+}
+
+static void sd_k_wino_in_f32__avx512(const float *d, int64_t ld, int nt, float *v, int64_t vs)
+{
+    const __m512i i01 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25,
+                                          29);
+    const __m512i i23 = _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23,
+                                          27, 31);
+    const __m512i sh4 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                          16);
+    const __m512i sh5 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                          17);
+    for (int t0 = 0; t0 < nt; t0 += 16) {
+        int g = SD_MIN(16, nt - t0);
+        const float *base = d + 4 * (int64_t)t0;
+        __m512 w[6][5];
+        for (int k = 0; k < 5; k++) {
+            __mmask16 mk = lanes_mask(4 * g + 2 - 16 * k);
+            __m512 a[6];
+            for (int r = 0; r < 6; r++)
+                a[r] = _mm512_maskz_loadu_ps(mk, base + r * ld + 16 * k);
+            __m512 o[6];
+            wino_bt6(a, o);
+            for (int i = 0; i < 6; i++)
+                w[i][k] = o[i];
+        }
+        __mmask16 mt = lanes_mask(g);
+        for (int i = 0; i < 6; i++) {
+            __m512 a01 = _mm512_permutex2var_ps(w[i][0], i01, w[i][1]);
+            __m512 a23 = _mm512_permutex2var_ps(w[i][0], i23, w[i][1]);
+            __m512 b01 = _mm512_permutex2var_ps(w[i][2], i01, w[i][3]);
+            __m512 b23 = _mm512_permutex2var_ps(w[i][2], i23, w[i][3]);
+            __m512 p[6], o[6];
+            p[0] = _mm512_shuffle_f32x4(a01, b01, 0x44);
+            p[1] = _mm512_shuffle_f32x4(a01, b01, 0xEE);
+            p[2] = _mm512_shuffle_f32x4(a23, b23, 0x44);
+            p[3] = _mm512_shuffle_f32x4(a23, b23, 0xEE);
+            p[4] = _mm512_permutex2var_ps(p[0], sh4, w[i][4]);
+            p[5] = _mm512_permutex2var_ps(p[1], sh5, w[i][4]);
+            wino_bt6(p, o);
+            for (int j = 0; j < 6; j++)
+                _mm512_mask_storeu_ps(v + (6 * i + j) * vs + t0, mt, o[j]);
+        }
+    }
+}
+
+static void sd_k_wino_out_f32__avx512(const float *m, int64_t ms, int nt, float bias, float *y,
+                                      int64_t ldy)
+{
+    const __m512 bv = _mm512_set1_ps(bias);
+    for (int t0 = 0; t0 < nt; t0 += 16) {
+        int g = SD_MIN(16, nt - t0);
+        __mmask16 mt = lanes_mask(g);
+        __m512 s[4][6];
+        for (int j = 0; j < 6; j++) {
+            __m512 a[6], o[4];
+            for (int i = 0; i < 6; i++)
+                a[i] = _mm512_maskz_loadu_ps(mt, m + (6 * i + j) * ms + t0);
+            wino_at4(a, o);
+            for (int r = 0; r < 4; r++)
+                s[r][j] = o[r];
+        }
+        for (int r = 0; r < 4; r++) {
+            __m512 q[4];
+            wino_at4(s[r], q);
+            for (int c = 0; c < 4; c++)
+                q[c] = _mm512_add_ps(q[c], bv);
+            /* q[c] lane t is y[4t + c]: in-lane 4x4 transposes, then the 128-bit lanes */
+            __m512 t0l = _mm512_unpacklo_ps(q[0], q[1]), t0h = _mm512_unpackhi_ps(q[0], q[1]);
+            __m512 t1l = _mm512_unpacklo_ps(q[2], q[3]), t1h = _mm512_unpackhi_ps(q[2], q[3]);
+            __m512 u0 = _mm512_shuffle_ps(t0l, t1l, 0x44), u1 = _mm512_shuffle_ps(t0l, t1l, 0xEE);
+            __m512 u2 = _mm512_shuffle_ps(t0h, t1h, 0x44), u3 = _mm512_shuffle_ps(t0h, t1h, 0xEE);
+            __m512 v0 = _mm512_shuffle_f32x4(u0, u1, 0x44), v1 = _mm512_shuffle_f32x4(u2, u3, 0x44);
+            __m512 v2 = _mm512_shuffle_f32x4(u0, u1, 0xEE), v3 = _mm512_shuffle_f32x4(u2, u3, 0xEE);
+            __m512 out[4] = {
+                _mm512_shuffle_f32x4(v0, v1, 0x88), _mm512_shuffle_f32x4(v0, v1, 0xDD),
+                _mm512_shuffle_f32x4(v2, v3, 0x88), _mm512_shuffle_f32x4(v2, v3, 0xDD),
+            };
+            float *yr = y + r * ldy + 4 * (int64_t)t0;
+            for (int k = 0; k < 4; k++)
+                _mm512_mask_storeu_ps(yr + 16 * k, lanes_mask(4 * g - 16 * k), out[k]);
+        }
+    }
+}
+
 /* ---- flash attention ------------------------------------------------------------------------
  * 32 query lanes = two zmm per row.  Scores: 8 keys at a time (8 x 2 accumulators over dh);
  * the output update: 8 output features at a time over the block's keys.  Tails (keys or
@@ -481,6 +604,8 @@ void sd_kernels_fill_avx512(sd_kernels *k)
     k->geglu_f32 = sd_k_geglu_f32__avx512;
     k->softmax_step_f32 = sd_k_softmax_step_f32__avx512;
     k->gemm_f32 = sd_k_gemm_f32__avx512;
+    k->wino_in_f32 = sd_k_wino_in_f32__avx512;
+    k->wino_out_f32 = sd_k_wino_out_f32__avx512;
     k->attn_block_f32 = sd_k_attn_block_f32__avx512;
     k->peak_fma_f32 = sd_k_peak_fma_f32__avx512;
     k->packed_f32 = true;
