@@ -19,6 +19,10 @@
 #             gives a layer made with what was typed the first time, and with the values of
 #             the last committed generation, not those of the cancelled one.
 #             Last, a dialog with no model anywhere (screenshots/no-models.png).
+#   progress-cancel  Filters > Repeat (a non-interactive call, forwarded to the resident, whose
+#             progress GIMP shows in the image window's status bar), its Cancel button clicked
+#             during the generation (screenshots/progress-cancel.png): the call ends cancelled,
+#             nothing generates again, the image is unchanged.  Last: GIMP ends the resident.
 
 gui_pid="" xvfb_pid="" gui_display="" sf_port="" ui_dlg=""
 
@@ -92,7 +96,7 @@ gui_start() {
     local tool i
     for tool in Xvfb xdotool gimp-2.10 import; do
         if ! command -v "$tool" >/dev/null; then
-            echo "skip  gimp undo-*, dialog-*: $tool not installed" \
+            echo "skip  gimp undo-*, dialog-*, progress-cancel: $tool not installed" \
                  "(SD_DEPS_EXTRA=dev tools/install-deps.sh)"
             return 1
         fi
@@ -380,6 +384,105 @@ gui_no_models() {
     mv "$work/models.away" "$work/models"
 }
 
+# ---- Cancel on the status bar's progress ---------------------------------------------------------
+
+# sd_busy: the gimp-sd processes of the profile that used CPU (more than 0.1 s) within 1 s
+sd_busy() {
+    local p hz t0=() pids
+    hz=$(getconf CLK_TCK)
+    pids=$(sd_pids)
+    for p in $pids; do t0[$p]=$(cpu_ticks "$p"); done
+    sleep 1
+    for p in $pids; do
+        local now
+        now=$(cpu_ticks "$p")
+        [ -n "$now" ] && [ $((now - ${t0[$p]:-0})) -gt $((hz / 10)) ] && echo "$p"
+    done
+}
+
+# A non-interactive call whose progress the user cancels: Filters > Repeat (Ctrl+F in the image
+# window, run with the last values: a 400-step img2img made through the Script-Fu server) shows
+# the resident's progress in the image window's status bar; its Cancel button is clicked during
+# the generation.  GIMP then ends the resident and the call comes back cancelled: within 3 s no
+# gimp-sd process is left, none uses CPU afterwards (the filter must not generate again in its
+# own process, which would also add a layer later), the image is clean, its layers and size the
+# same, saved as XCF byte for byte the same file, and GIMP reports no error.  (A call through the
+# Script-Fu server cannot be cancelled: GIMP shows no progress for it.)  GIMP ends the resident,
+# so later calls of this GIMP session run in their own process: this test comes last.
+gui_progress_cancel() {
+    local t=progress-cancel reply img dlg res i hz t0 now busy log_lines
+    hz=$(getconf CLK_TCK)
+    cp "$in/rgb.png" "$work/ui-$t.png"
+    reply=$(sf "(sd-ui-prepare \"$t\")") || { bad "$t" "prepare: $reply"; return; }
+    img=$(wait_window "ui-$t\\.png" 10) || { bad "$t" "no image window"; return; }
+    # img2img run from its menu entry once (its dialog, closed at once) becomes Filters > Repeat
+    xdo windowfocus --sync "$img" key --clearmodifiers ctrl+alt+2
+    dlg=$(wait_window '^Stable Diffusion: Image to Image$' 30) ||
+        { ui_fail "$t" "the dialog did not open"; sf "(sd-ui-close)" >/dev/null; return; }
+    ui_dlg=$dlg
+    xdo windowfocus --sync "$dlg"
+    wait_stable "$dlg"
+    ui_key alt+c
+    wait_title "$dlg" . 10 not
+    # the last values: 400 steps at full strength (a few seconds in the resident)
+    reply=$(sf "(sd-ui-reply (lambda () (sd-call \"plug-in-sd-img2img\" \
+(list sd-ui-img (sd-active sd-ui-img)) '((\"steps\" . 400) (\"strength\" . 1.0) (\"seed\" . 7)))))")
+    case $reply in *SD-UI-OK*) ;; *) bad "$t" "the first call: ${reply:-no reply}"; return ;; esac
+    reply=$(sf "(sd-ui-reply (lambda () (nth 4 (sd-status))))")
+    res=${reply#*SD-UI-OK }
+    res=${res%% *}
+    res=${res//[!0-9]/}
+    [ -n "$res" ] && sd_pids | grep -qx "$res" ||
+        { bad "$t" "no resident process: $reply"; return; }
+    reply=$(sf "(sd-ui-mark-clean \"$t--repeat\")")
+    case $reply in *SD-UI-OK*) ;; *) bad "$t" "before: ${reply:-no reply}"; return ;; esac
+    log_lines=$(wc -l <"$work/session-gui.log")
+
+    # Ctrl+F; once the resident has generated for 0.5 s, Cancel in the status bar
+    t0=$(cpu_ticks "$res")
+    xdo windowfocus --sync "$img" key --clearmodifiers ctrl+f
+    for i in $(seq 100); do
+        now=$(cpu_ticks "$res")
+        [ -n "$now" ] && [ $((now - t0)) -ge $((hz / 2)) ] && break
+        sleep 0.05
+    done
+    [ -n "$now" ] && [ $((now - t0)) -ge $((hz / 2)) ] ||
+        { ui_fail "$t" "the repeated call did not generate in the resident"; return; }
+    wait_title "$img" ', 2 layers\)' 1 ||
+        { ui_fail "$t" "the repeat ended before Cancel could be pressed"; return; }
+    shot "$img" progress-cancel
+    xdo mousemove --window "$img" 775 750 click 1
+
+    # GIMP ends the resident; then nothing generates, and the filter process ends too
+    for i in $(seq 30); do sd_pids | grep -qx "$res" || break; sleep 0.1; done
+    if sd_pids | grep -qx "$res"; then
+        ui_fail "$t" "the resident still runs 3 s after Cancel"
+        return
+    fi
+    busy=$(sd_busy)
+    if [ -n "$busy" ]; then
+        bad "$t" "after Cancel gimp-sd generates again (pids $(echo $busy))"
+        for i in $busy; do kill "$i"; done
+        sleep 1
+        return
+    fi
+    for i in $(seq 20); do [ -z "$(sd_pids)" ] && break; sleep 0.1; done
+    [ -z "$(sd_pids)" ] ||
+        { bad "$t" "the filter process still runs after Cancel ($(echo $(sd_pids)))"; return; }
+    sleep 1
+    reply=$(sf "(sd-ui-check-clean \"$t--repeat\")")
+    case $reply in *SD-UI-OK*) ;; *) bad "$t" "after Cancel: ${reply:-no reply}"; return ;; esac
+    if tail -n +$((log_lines + 1)) "$work/session-gui.log" | grep -q 'plug-in-sd-img2img'; then
+        bad "$t" "GIMP reported an error after Cancel: $(tail -n +$((log_lines + 1)) \
+"$work/session-gui.log" | grep -m1 'plug-in-sd-img2img')"
+        return
+    fi
+    sf "(sd-ui-close)" >/dev/null
+    cmp -s "$work/out/$t--repeat-pre.xcf" "$work/out/$t--repeat-post.xcf" ||
+        { bad "$t" "the image changed (XCF before and after differ)"; return; }
+    ok "$t"
+}
+
 gui_dialogs() {
     local t0=$SECONDS
     mkdir -p "$work/screenshots"
@@ -399,6 +502,7 @@ gui_tests() {
     gui_start || { gui_cleanup; return; }
     gui_undo
     gui_dialogs
+    gui_progress_cancel
     gui_stop
     echo "      session-gui: $((SECONDS - t0)) s"
 }

@@ -13,9 +13,9 @@
 # SD_RESIDENT=0 and no models (in-process fallback, "no model found"), C with a short idle
 # timeout (model release, stopping the resident), D with processes killed during calls
 # (bad-input.sh), then the README's batch example (tools/examples/sd-batch.scm) run as
-# the README says; then GIMP's GUI under Xvfb for the undo and dialog tests (gui-tests.sh;
-# skipped without Xvfb and xdotool).  The work folder BUILD_DIR/gimp-tests (logs, images,
-# screenshots/ of the dialogs) stays until the next run.
+# the README says; then GIMP's GUI under Xvfb for the undo, dialog and progress-bar Cancel
+# tests (gui-tests.sh; skipped without Xvfb and xdotool).  The work folder
+# BUILD_DIR/gimp-tests (logs, images, screenshots/ of the dialogs) stays until the next run.
 set -u
 build=${1:-build}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -201,7 +201,7 @@ kill "$watch_pid"
 batch_example
 fi
 
-# ---- 4b. the GUI: undo, and the dialogs (tests/gimp/gui-tests.sh) -----------------------------
+# ---- 4b. the GUI: undo, the dialogs, Cancel on the progress (tests/gimp/gui-tests.sh) ---------
 same() { [ "$(compare -metric AE "$1" "$2" null: 2>&1)" = 0 ]; }
 . "$tests_dir/gui-tests.sh"
 gui_tests

@@ -768,6 +768,30 @@
         (sd-save-composite sd-ui-img (string-append "ui-" filter "-" tag ".png"))
         state))))
 
+; Before and after a cancelled Filters > Repeat (gui-tests.sh, progress-cancel): the image made
+; clean and saved as XCF, then checked still clean, with the same layers and size, and saved
+; again (<test>--<tag>-pre/post.xcf, compared byte for byte by check_failed in bad-input.sh).
+(define (sd-ui-xcf tag tail)
+  (let ((f (sd-path sd-out (string-append tag tail))))
+    (gimp-xcf-save 0 sd-ui-img (sd-active sd-ui-img) f f)))
+
+(define (sd-ui-mark-clean tag)
+  (sd-ui-reply
+    (lambda ()
+      (gimp-image-clean-all sd-ui-img)
+      (set! sd-ui-after (sd-ui-state sd-ui-img))
+      (sd-ui-xcf tag "-pre.xcf")
+      sd-ui-after)))
+
+(define (sd-ui-check-clean tag)
+  (sd-ui-reply
+    (lambda ()
+      (sd-assert (= (car (gimp-image-is-dirty sd-ui-img)) 0) tag ": the image was changed (dirty)")
+      (sd-ui-xcf tag "-post.xcf")
+      (sd-assert (equal? (sd-ui-state sd-ui-img) sd-ui-after)
+                 tag ": " (sd-ui-state sd-ui-img) " instead of " sd-ui-after)
+      "clean")))
+
 (define (sd-ui-close)
   (gimp-display-delete sd-ui-display)
   "closed")
