@@ -40,12 +40,15 @@ cpu_ticks() {
     echo $((${12} + ${13}))
 }
 
-# the gimp-sd processes of this test profile (never anything else on the machine)
+# the gimp-sd processes of this test profile (never anything else on the machine); reads
+# each argv[0] with the shell's own read: a subprocess per process made a scan take seconds
+# on a loaded machine, long enough for a short generation to end before its kill
 sd_pids() {
-    local p cmd bin=$GIMP2_DIRECTORY/plug-ins/gimp-sd/gimp-sd
+    local p arg0 bin=$GIMP2_DIRECTORY/plug-ins/gimp-sd/gimp-sd
     for p in /proc/[0-9]*; do
-        cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-        case $cmd in "$bin "*) echo "${p#/proc/}" ;; esac
+        arg0=""
+        { IFS= read -r -d '' arg0 <"$p/cmdline"; } 2>/dev/null
+        [ "$arg0" = "$bin" ] && echo "${p#/proc/}"
     done
 }
 

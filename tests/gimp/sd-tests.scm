@@ -348,7 +348,7 @@
     (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 20 10 40 30)
     (sd-msg "SD-CRASH-ARM " sd-test-name " resident SEGV " pid)
     (sd-filter-case "img2img-crash-resident" "plug-in-sd-img2img" img '(20 10 40 30)
-                    '(("steps" . 120) ("strength" . 1.0)))
+                    '(("steps" . 400) ("strength" . 1.0)))
     (sd-assert (= (sd-resident-pid) 0) "the resident process is still there")
     (gimp-image-delete img)))
 
