@@ -331,22 +331,21 @@ typedef struct conv_job {
     size_t col_floats, wbuf_floats;
 } conv_job;
 
-/* Rows [k0, k0 + nk) of the im2col matrix for output positions [p0, p0 + np) of one image
- * x [C,H,W]: row r = (c*kh + ky)*kw + kx holds x[c][oy*s - pt + ky][ox*s - pl + kx] (0
- * outside) for each position (oy, ox) = p0 + q, q < np. */
-static void im2col_tile(const conv_job *j, const float *x, int64_t k0, int64_t nk, int64_t p0,
-                        int64_t np, float *col)
+/* sd_im2col_rows (internal/ops_packed.h): shared with the packed path. */
+void sd_im2col_rows(const float *x, int H, int W, int kh, int kw, int Wo,
+                    const sd_conv2d_params *p, int64_t k0, int64_t nk, int64_t p0, int64_t np,
+                    float *col, int64_t ld)
 {
-    const int s = j->p.stride, H = j->H, W = j->W;
+    const int s = p->stride;
     for (int64_t r = k0; r < k0 + nk; r++) {
-        int kx = (int)(r % j->kw), ky = (int)(r / j->kw % j->kh), c = (int)(r / j->kw / j->kh);
+        int kx = (int)(r % kw), ky = (int)(r / kw % kh), c = (int)(r / kw / kh);
         const float *xc = x + (int64_t)c * H * W;
-        float *row = col + (r - k0) * np;
+        float *row = col + (r - k0) * ld;
         for (int64_t q = 0; q < np;) {
             int64_t pp = p0 + q;
-            int oy = (int)(pp / j->Wo), ox = (int)(pp % j->Wo);
-            int run = (int)SD_MIN(j->Wo - ox, np - q);
-            int iy = oy * s - j->p.pad_top + ky;
+            int oy = (int)(pp / Wo), ox = (int)(pp % Wo);
+            int run = (int)SD_MIN(Wo - ox, np - q);
+            int iy = oy * s - p->pad_top + ky;
             float *dst = row + q;
             q += run;
             if (iy < 0 || iy >= H) {
@@ -354,7 +353,7 @@ static void im2col_tile(const conv_job *j, const float *x, int64_t k0, int64_t n
                 continue;
             }
             const float *src = xc + (int64_t)iy * W;
-            int ix0 = ox * s - j->p.pad_left + kx;
+            int ix0 = ox * s - p->pad_left + kx;
             /* run positions i with 0 <= ix0 + i*s < W are [lo, hi) */
             int lo = ix0 >= 0 ? 0 : (-ix0 + s - 1) / s;
             int hi = ix0 > W - 1 ? 0 : (W - 1 - ix0) / s + 1;
@@ -390,7 +389,8 @@ static void conv_item(void *arg, int64_t item, int slot)
         const float *col = xn + k0 * j->P + p0; /* direct: row k of x is channel k */
         int64_t ldb = j->P;
         if (!j->direct) {
-            im2col_tile(j, xn, k0, nk, p0, np, colbuf);
+            sd_im2col_rows(xn, j->H, j->W, j->kh, j->kw, j->Wo, &j->p, k0, nk, p0, np, colbuf,
+                           np);
             col = colbuf;
             ldb = np;
         }

@@ -484,46 +484,6 @@ typedef struct conv_job {
     int64_t k_begin, k_end; /* the reduction rows this pass covers */
 } conv_job;
 
-/* Rows [k0, k0 + nk) of the im2col matrix for output positions [p0, p0 + np) of one image
- * x [C,H,W], row stride ld: row r = (c*kh + ky)*kw + kx holds x[c][oy*s - pt + ky][ox*s -
- * pl + kx] (0 outside) for each position (oy, ox) = p0 + q. */
-static void im2col(const conv_job *j, const float *x, int64_t k0, int64_t nk, int64_t p0,
-                   int64_t np, float *col, int64_t ld)
-{
-    const int s = j->p.stride, H = j->H, W = j->W;
-    for (int64_t r = k0; r < k0 + nk; r++) {
-        int kx = (int)(r % j->kw), ky = (int)(r / j->kw % j->kh), c = (int)(r / j->kw / j->kh);
-        const float *xc = x + (int64_t)c * H * W;
-        float *row = col + (r - k0) * ld;
-        for (int64_t q = 0; q < np;) {
-            int64_t pp = p0 + q;
-            int oy = (int)(pp / j->Wo), ox = (int)(pp % j->Wo);
-            int run = (int)SD_MIN(j->Wo - ox, np - q);
-            int iy = oy * s - j->p.pad_top + ky;
-            float *dst = row + q;
-            q += run;
-            if (iy < 0 || iy >= H) {
-                memset(dst, 0, (size_t)run * sizeof(float));
-                continue;
-            }
-            const float *src = xc + (int64_t)iy * W;
-            int ix0 = ox * s - j->p.pad_left + kx;
-            /* run positions i with 0 <= ix0 + i*s < W are [lo, hi) */
-            int lo = ix0 >= 0 ? 0 : (-ix0 + s - 1) / s;
-            int hi = ix0 > W - 1 ? 0 : (W - 1 - ix0) / s + 1;
-            lo = SD_MIN(lo, run);
-            hi = SD_MAX(SD_MIN(hi, run), lo);
-            memset(dst, 0, (size_t)lo * sizeof(float));
-            if (s == 1)
-                memcpy(dst + lo, src + ix0 + lo, (size_t)(hi - lo) * sizeof(float));
-            else
-                for (int i = lo; i < hi; i++)
-                    dst[i] = src[ix0 + i * s];
-            memset(dst + hi, 0, (size_t)(run - hi) * sizeof(float));
-        }
-    }
-}
-
 /* The valid source span of im2col row r over an output-row run: positions [*lo, *hi) of
  * the run (ox0 .. ox0 + run) read x[c][iy][ix0 + i] (stride 1); *src points at i = *lo. */
 static void row_span(const conv_job *j, const float *x, int64_t r, int oy, int ox0, int run,
@@ -574,7 +534,7 @@ static void conv_build_b(const conv_job *j, const float *xn, int64_t k0, int64_t
     *ldb = j->P;
     bool pairs_from_x = j->bf16 && !j->direct && j->p.stride == 1;
     if (!j->direct && !pairs_from_x) {
-        im2col(j, xn, k0, nk, p0, np, col, np);
+        sd_im2col_rows(xn, j->H, j->W, j->kh, j->kw, j->Wo, &j->p, k0, nk, p0, np, col, np);
         *b = col;
         *ldb = np;
     }

@@ -17,6 +17,14 @@ typedef void (*sd_par_fn)(void *arg, int64_t item, int slot);
 void sd_par_run(sd_ctx *ctx, int64_t n_items, sd_par_fn fn, void *arg);
 int sd_par_slots(const sd_ctx *ctx, int64_t n_items);
 
+/* Rows [k0, k0 + nk) of the im2col matrix of one image x [C,H,W] for a kh x kw convolution
+ * with params p and Wo output columns, for output positions [p0, p0 + np), into col with row
+ * stride ld: row r = (c*kh + ky)*kw + kx holds x[c][oy*s - pt + ky][ox*s - pl + kx] (0
+ * outside) for each position (oy, ox) = p0 + q.  Shared by both convolution paths. */
+void sd_im2col_rows(const float *x, int H, int W, int kh, int kw, int Wo,
+                    const sd_conv2d_params *p, int64_t k0, int64_t nk, int64_t p0, int64_t np,
+                    float *col, int64_t ld);
+
 /* y[M,N] = x[M,K] W^T (+ bias[N]); W [N,K] contiguous float (F32/F16/BF16), checked by the
  * caller; bias float32 or NULL.  Errors: SD_ERR_NOMEM. */
 sd_status sd_packed_linear(sd_ctx *ctx, const float *x, int64_t M, int64_t K,
