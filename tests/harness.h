@@ -55,6 +55,17 @@ static inline int t_close(const char *what, const float *got, const float *want,
     return ok;
 }
 
+/* Relative L2 distance of a from b: ||a - b|| / ||b|| (||a - b|| when b is all zero). */
+static inline double t_rel_l2(const float *a, const float *b, size_t n)
+{
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        s += (double)b[i] * b[i];
+    }
+    return s > 0 ? sqrt(d / s) : sqrt(d);
+}
+
 /* Path of a file in the project's copy of the golden data (tests/data/...), found relative
  * to the working directory `make check` runs in, or $SD_TEST_DATA. */
 static inline const char *t_data(const char *rel)

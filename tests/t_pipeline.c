@@ -88,19 +88,21 @@ static double diff_file(const char *path, const char *name, const sd_tensor *wan
     if (sd_st_open(path, &f, &err) != SD_OK)
         return -1;
     const sd_tensor *got = sd_st_tensor(f, name);
-    double d = 0, s = 0, a = 0;
-    int64_t n = sd_tensor_numel(want);
-    bool ok = got && sd_tensor_numel(got) == n;
-    for (int64_t i = 0; ok && i < n; i++) {
-        double g = ((const float *)got->data)[i], w = ((const float *)want->data)[i];
-        d += (g - w) * (g - w);
-        s += w * w;
-        a += fabs(g - w);
+    size_t n = (size_t)sd_tensor_numel(want);
+    double r = -1;
+    if (got && (size_t)sd_tensor_numel(got) == n) {
+        const float *g = got->data, *w = want->data;
+        if (mean_abs) {
+            double a = 0;
+            for (size_t i = 0; i < n; i++)
+                a += fabs((double)g[i] - w[i]);
+            r = a / (double)(n ? n : 1);
+        } else {
+            r = t_rel_l2(g, w, n);
+        }
     }
     sd_st_close(f);
-    if (!ok)
-        return -1;
-    return mean_abs ? a / (double)(n ? n : 1) : sqrt(d / (s > 0 ? s : 1));
+    return r;
 }
 
 /* One case: replay = --noise from the case file; bf16 = --precision bf16 (compared by

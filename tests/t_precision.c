@@ -35,17 +35,6 @@ static sd_ctx *new_ctx(sd_precision prec)
     return ctx;
 }
 
-/* relative L2 distance of a from b */
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double d = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        s += (double)b[i] * b[i];
-    }
-    return s > 0 ? sqrt(d / s) : sqrt(d);
-}
-
 /* The golden `out` [T, B, OC, H, W] (5-D, so not a usable tensor: its stored bytes). */
 static const float *golden_out(const sd_st_file *f, size_t n)
 {
@@ -99,7 +88,7 @@ static void test_unet(const char *model, sd_ctx *fp, sd_ctx *bf)
             maxref = fmax(maxref, fabs(ref[k]));
             maxerr = fmax(maxerr, fabs((double)yf[k] - ref[k]));
         }
-        double e = rel_l2(yb, yf, per), eg = rel_l2(yb, ref, per);
+        double e = t_rel_l2(yb, yf, per), eg = t_rel_l2(yb, ref, per);
         CHECK(maxerr <= GOLD_RTOL * maxref + GOLD_ATOL, "%s t=%g fp32: max err %.3g (max|ref| "
               "%.3g)", model, times[i], maxerr, maxref);
         CHECK(e <= BF16_REL_L2, "%s t=%g: bf16 vs fp32 relative L2 %.3g > %g", model, times[i],
@@ -137,7 +126,7 @@ static void test_text(const char *model, sd_ctx *fp, sd_ctx *bf)
                sd_text_encode(bf, m, ids, NULL, 2, 0, yb, &err) == SD_OK;
     CHECK(run, "%s text: %s", model, err.msg);
     if (run) {
-        double e = rel_l2(yb, yf, n);
+        double e = t_rel_l2(yb, yf, n);
         CHECK(e == 0, "%s text: the bf16 ctx's text encoder differs from fp32 (rel L2 %.3g)",
               model, e);
         CHECK(bf->bf16 == (sd_kernels_get()->native_bf16 != 0), "%s text: bf16 mode restored",
