@@ -234,6 +234,21 @@ static void sd_k_pack_bf16_pairs_span__ref(const float *r0, int lo0, int hi0, co
 
 /* ---- flash attention ------------------------------------------------------------------------ */
 
+/* The online-softmax step of lane q of a key block: the scores s[j*NQ + q] become
+ * exp(score - m) (m: the new running maximum, m_old the previous one), *l their sum; returns
+ * the factor exp(m_old - m) that rescales the lane's running output and sum. */
+static float softmax_lane(float *s, int nk, int q, float m_old, float m, double *l)
+{
+    enum { NQ = SD_ATT_NQ };
+    *l = 0;
+    for (int j = 0; j < nk; j++) {
+        float p = (float)exp((double)(s[j * NQ + q] - m));
+        s[j * NQ + q] = p;
+        *l += p;
+    }
+    return m_old == -INFINITY ? 0.0f : (float)exp((double)(m_old - m));
+}
+
 static void sd_k_attn_block_f32__ref(const float *qt, int dh, const float *k, int64_t k_rs,
                                      const float *v, int64_t v_rs, int nk, int causal,
                                      float *ot, float *mx, float *sum, float *s)
@@ -253,13 +268,8 @@ static void sd_k_attn_block_f32__ref(const float *qt, int dh, const float *k, in
         }
         if (m == -INFINITY)
             continue; /* nothing visible yet: the state stays (-inf, 0, 0) */
-        float alpha = mx[q] == -INFINITY ? 0.0f : (float)exp((double)(mx[q] - m));
-        double l = 0;
-        for (int j = 0; j < nk; j++) {
-            float p = (float)exp((double)(s[j * NQ + q] - m));
-            s[j * NQ + q] = p;
-            l += p;
-        }
+        double l;
+        float alpha = softmax_lane(s, nk, q, mx[q], m, &l);
         for (int e = 0; e < dh; e++) {
             double o = (double)ot[e * NQ + q] * alpha;
             for (int j = 0; j < nk; j++)
@@ -291,13 +301,8 @@ static void sd_k_attn_block_bf16__ref(const uint16_t *qp, int dh, const uint16_t
         }
         if (m == -INFINITY)
             continue;
-        float alpha = mx[q] == -INFINITY ? 0.0f : (float)exp((double)(mx[q] - m));
-        double l = 0;
-        for (int j = 0; j < nk; j++) {
-            float p = (float)exp((double)(s[j * NQ + q] - m));
-            s[j * NQ + q] = p;
-            l += p;
-        }
+        double l;
+        float alpha = softmax_lane(s, nk, q, mx[q], m, &l);
         for (int e = 0; e < dh; e++) {
             double o = (double)ot[e * NQ + q] * alpha;
             for (int j = 0; j < nk; j++)
