@@ -68,8 +68,9 @@
  *   every product float32.  SD_PRECISION_BF16 runs the convolutions, linear layers and
  *   attention products of the UNet and the VAE on bfloat16-rounded operands with float32
  *   accumulation when the CPU has a bf16 dot product (AVX512_BF16; otherwise it changes
- *   nothing); norms, softmax, residual sums and the text encoder stay float32.  About twice
- *   as fast where available; a UNet output moves by up to ~1e-2 relative (L2).
+ *   nothing); norms, softmax, residual sums, the text encoder, the first and last layers
+ *   and the 3x3 convolutions of large images (float32 Winograd, faster there) stay float32.
+ *   About twice as fast where available; a UNet output moves by up to ~1e-2 relative (L2).
  *   SD_PRECISION_AUTO, what applications should pass, is BF16 unless the environment
  *   variable SD_PRECISION says fp32 (SD_PRECISION=fp32|bf16|auto), so a user can ask for
  *   exact float32 without the application knowing.
